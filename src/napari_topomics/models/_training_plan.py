@@ -1,0 +1,169 @@
+"""Lightning training plan: differentiable ELBO, the KL schedule of spec §3.12, logging."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pyro
+import torch
+from scvi.train import PyroTrainingPlan
+from scvi.train._trainingplans import LowLevelPyroTrainingPlan
+
+
+def kl_schedule(
+    epoch: int, max_epochs: int, kl_weight: float, warmup_fraction: float, warmup_min: float
+) -> float:
+    """KL weight at 0-based ``epoch``: a linear ramp over the first warm-up epochs.
+
+    ``E_w = max(1, floor(warmup_fraction * max_epochs))``; warm-up is off when the fraction
+    is ≤ 0.
+    """
+    if warmup_fraction <= 0:
+        return float(kl_weight)
+    n_warmup = max(1, math.floor(warmup_fraction * max_epochs))
+    if epoch >= n_warmup:
+        return float(kl_weight)
+    return float(warmup_min + (kl_weight - warmup_min) * epoch / n_warmup)
+
+
+class TopicTrainingPlan(PyroTrainingPlan):
+    """Automatic-optimisation Pyro plan on ``TraceMeanField_ELBO.differentiable_loss``.
+
+    It is a :class:`~scvi.train.PyroTrainingPlan` (so scvi's machinery accepts it) but
+    trains the way scvi's low-level plan does: Lightning owns the optimiser and the backward
+    pass, so every parameter is a registered module attribute and Lightning strategies such
+    as DDP can synchronise gradients.
+
+    Parameters
+    ----------
+    pyro_module
+        The :class:`~napari_topomics.module.MultimodalLDAModule`.
+    optim
+        A torch optimiser class (or a callable ``params -> optimiser``). Default
+        :class:`torch.optim.AdamW`.
+    optim_kwargs
+        Its keyword arguments; default ``{"lr": 1e-3, "weight_decay": 0.0}``.
+    kl_warmup_fraction, kl_warmup_min
+        KL warm-up (spec §3.12).
+    """
+
+    def __init__(
+        self,
+        pyro_module,
+        optim: Callable | None = None,
+        optim_kwargs: dict | None = None,
+        kl_warmup_fraction: float = 0.25,
+        kl_warmup_min: float = 0.01,
+        **unused,
+    ):
+        # Skip PyroTrainingPlan.__init__ (it builds an SVI object and manual optimisation).
+        LowLevelPyroTrainingPlan.__init__(
+            self, pyro_module=pyro_module, loss_fn=pyro.infer.TraceMeanField_ELBO()
+        )
+        kwargs = {"lr": 1e-3, "weight_decay": 0.0}
+        kwargs.update(optim_kwargs or {})
+        self.optim_kwargs = kwargs
+        self.optim = torch.optim.AdamW if optim is None else optim
+        self.automatic_optimization = True
+        self.kl_warmup_fraction = float(kl_warmup_fraction)
+        self.kl_warmup_min = float(kl_warmup_min)
+        self.use_kl_weight = True
+        self._epoch_sums: dict[str, list] = {}
+
+    # ------------------------------------------------------------------ schedule
+    @property
+    def kl_weight(self) -> float:
+        """β_KL of the current epoch (read by every training and validation step)."""
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else 1
+        return kl_schedule(
+            self.current_epoch, max_epochs or 1, self.module.config.kl_weight,
+            self.kl_warmup_fraction, self.kl_warmup_min,
+        )
+
+    @property
+    def n_obs_training(self):
+        return self._n_obs_training
+
+    @n_obs_training.setter
+    def n_obs_training(self, n_obs: int):
+        if n_obs is not None:
+            self.module.n_obs = int(n_obs)
+        self._n_obs_training = n_obs
+
+    def on_train_epoch_start(self):
+        self.module.current_kl_weight = self.kl_weight
+        self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True)
+
+    # ------------------------------------------------------------------ steps
+    def _loss(self, batch) -> torch.Tensor:
+        args, kwargs = self.module._get_fn_args_from_batch(batch)
+        kwargs["kl_weight"] = self.kl_weight
+        # Argument validation of every distribution costs a sync per check; ours are built
+        # from validated tensors, so it is switched off for this call only.
+        with pyro.validation_enabled(False):
+            return self.differentiable_loss_fn(
+                self.module.model, self.module.guide, *args, **kwargs
+            )
+
+    def _accumulate(self, key: str, value: torch.Tensor) -> None:
+        total = self._epoch_sums.setdefault(key, [0.0, 0])
+        total[0] = total[0] + value.detach()
+        total[1] += 1
+
+    def _epoch_mean(self, key: str):
+        total, count = self._epoch_sums.pop(key, (0.0, 0))
+        return None if count == 0 else total / count
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(self._non_finite_message(batch))
+        self._accumulate("train", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self._accumulate("validation", loss)
+        if self.module.config.entropy_weight > 0 and self.module._last_entropy is not None:
+            self._accumulate("entropy", self.module._last_entropy)
+        if self.module.config.topic_variance_weight > 0 and self.module._last_variance is not None:
+            self._accumulate("variance", self.module._last_variance)
+
+    def on_train_epoch_end(self):
+        mean = self._epoch_mean("train")
+        if mean is not None:
+            self.log("elbo_train", mean / self._n_per_cell(), prog_bar=True)
+
+    def on_validation_epoch_end(self):
+        mean = self._epoch_mean("validation")
+        if mean is None:
+            return
+        per_cell = mean / self._n_per_cell()
+        self.log("elbo_validation", per_cell, prog_bar=True)
+        self.log("elbo_val", per_cell)
+        for key, name in (("entropy", "entropy_mean_val"), ("variance", "topic_variance_mean_val")):
+            value = self._epoch_mean(key)
+            if value is not None:
+                self.log(name, value)
+
+    def _n_per_cell(self) -> float:
+        return float(self.module.n_obs or 1)
+
+    def _non_finite_message(self, batch) -> str:
+        culprit = self.module.diagnose_non_finite(batch)
+        return (
+            f"The training loss became non-finite at epoch {self.current_epoch} "
+            f"(step {self.global_step}){culprit}. Reduce the learning rate (lr) or check the "
+            "inputs for extreme values."
+        )
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        return self.optim(self.module.parameters(), **self.optim_kwargs)
+
+    def optimizer_step(self, *args, **kwargs):
+        return LowLevelPyroTrainingPlan.optimizer_step(self, *args, **kwargs)
+
+    def backward(self, *args, **kwargs):
+        return LowLevelPyroTrainingPlan.backward(self, *args, **kwargs)
