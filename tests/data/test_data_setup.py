@@ -24,7 +24,12 @@ from napari_topomics.data import (
     strip_setup_state,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore:.*var_names are intersecting:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*not created by muon/mudata:UserWarning"),
+    pytest.mark.filterwarnings("ignore:.*without encoding metadata"),
+]
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"
 N = 12
@@ -168,6 +173,7 @@ def test_anndata_graph_from_coordinates(mods, caplog):
     with caplog.at_level(logging.INFO, logger="napari_topomics"):
         prepare_anndata(rna, spatial_key="spatial")
     assert "6-nearest-neighbour" in caplog.text and "obsm['spatial']" in caplog.text
+    assert "uns" in caplog.text and "not modified" in caplog.text
     g = rna.uns["_spatial_graph"]
     assert g["key"] == "spatial_connectivities" and g["adjacency"].shape == (N, N)
     assert (g["adjacency"] != g["adjacency"].T).nnz == 0

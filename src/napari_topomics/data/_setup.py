@@ -108,7 +108,7 @@ def _existing_graphs(adata: AnnData) -> dict[str, Any]:
 def _graph_for_anndata(adata: AnnData, key: str) -> dict[str, Any]:
     """Graph of an AnnData by obsp key, obsm coordinates or an earlier uns entry."""
     src = [GraphSource(adata.obsp, adata.obsm, adata.obs_names, "AnnData")]
-    entry = resolve_graph(key, src, adata.obs_names, required=False)
+    entry = resolve_graph(key, src, adata.obs_names, required=False, in_obsp=False)
     if entry is None:
         stored = adata.uns.get(GRAPH_KEY)
         if isinstance(stored, Mapping) and str(stored.get("key")) == key:

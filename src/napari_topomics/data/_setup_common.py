@@ -148,20 +148,27 @@ def reindex_square(A, src_names: pd.Index, target: pd.Index) -> sp.csr_matrix:
 
 
 def graph_from_coords(
-    coords, src_names: pd.Index, target: pd.Index, obsm_key: str, where: str
+    coords,
+    src_names: pd.Index,
+    target: pd.Index,
+    obsm_key: str,
+    where: str,
+    in_obsp: bool = True,
 ) -> GraphEntry:
     """kNN graph (k=6) built from coordinates, re-indexed to ``target``; logs what it did."""
     conn, dist = build_spatial_graph(coords, method="knn", n_neighbors=DEFAULT_N_NEIGHBORS)
     logger.info(
         "No obsp graph found; built a symmetric %d-nearest-neighbour spatial graph from "
-        "obsm[%r] of %s (%d cells, %d edges), stored as %r / %r on the registered data.",
+        "obsm[%r] of %s (%d cells, %d edges); %s.",
         DEFAULT_N_NEIGHBORS,
         obsm_key,
         where,
         conn.shape[0],
         conn.nnz // 2,
-        CONNECTIVITIES_KEY,
-        DISTANCES_KEY,
+        f"stored as obsp[{CONNECTIVITIES_KEY!r}] / obsp[{DISTANCES_KEY!r}] of the registered "
+        "AnnData"
+        if in_obsp
+        else "kept in uns['_spatial_graph'] only (the user's obsp is not modified)",
     )
     if not src_names.equals(target):
         conn = reindex_square(conn, src_names, target)
@@ -180,14 +187,19 @@ class GraphSource:
 
 
 def resolve_graph(
-    key: str, sources: Sequence[GraphSource], target: pd.Index, required: bool = True
+    key: str,
+    sources: Sequence[GraphSource],
+    target: pd.Index,
+    required: bool = True,
+    in_obsp: bool = True,
 ) -> GraphEntry | None:
     """Find the graph named ``key``: obsp of each source, then obsm coordinates (§4.1, §8).
 
     Order: ``obsp[key]`` in every source, then ``obsm[key]`` in every source, then the
     default ``obsm["spatial"]`` in every source. Graphs and coordinates are re-indexed to
     ``target``. Raises ``KeyError`` (naming the key and listing the obsp keys) when nothing
-    is found and ``required``; returns None otherwise.
+    is found and ``required``; returns None otherwise. ``in_obsp`` only changes the log
+    message (whether a built graph goes to the registered obsp or to ``uns`` only).
     """
     n = len(target)
     for src in sources:
@@ -200,7 +212,9 @@ def resolve_graph(
     for ck in coord_keys:
         for src in sources:
             if ck in src.obsm:
-                return graph_from_coords(src.obsm[ck], src.obs_names, target, ck, src.where)
+                return graph_from_coords(
+                    src.obsm[ck], src.obs_names, target, ck, src.where, in_obsp
+                )
     if not required:
         return None
     listing = "; ".join(f"{src.where}: {list(src.obsp.keys())}" for src in sources)

@@ -153,6 +153,8 @@ def concatenate_modalities(
     import anndata as ad
 
     names = list(mods)
+    if not names:
+        raise ValueError(f"No modality to concatenate from the {container}")
     everything = {**mods, **(other_mods or {})}
     layer_dict = per_modality(layers, names, list(everything), "layers")
     key_dict = per_modality(spatial_keys, names, list(everything), "spatial_keys")
@@ -177,6 +179,41 @@ def concatenate_modalities(
     tables = [(n, m.obs) for n, m in everything.items()]
     covariates = {k: find_covariate(k, global_obs, tables, obs_names) for k in cat_keys + cont_keys}
 
+    # ---- obsm: copies of the container's obsm (+ encoder extras from a modality)
+    obsm: dict[str, Any] = {}
+    for key, val in (global_obsm or {}).items():
+        arr = val.copy() if hasattr(val, "copy") else np.array(val)
+        if key in everything and getattr(arr, "ndim", 2) == 1 and arr.dtype == bool:
+            continue  # mudata's per-modality membership masks
+        obsm[key] = arr
+    if encoder_extra_obsm_key is not None and encoder_extra_obsm_key not in obsm:
+        obsm[encoder_extra_obsm_key] = _extra_from_modalities(
+            encoder_extra_obsm_key, everything, obs_names, global_obsm is not None
+        )
+    if global_obsm is None and "spatial" not in obsm:
+        for m in everything.values():  # dict input: carry coordinates that cover every cell
+            if "spatial" in m.obsm and obs_names.isin(m.obs_names).all():
+                obsm["spatial"] = np.asarray(m.obsm["spatial"])[m.obs_names.get_indexer(obs_names)]
+                break
+
+    # ---- graphs: modality obsp/obsm first, then the container's (§4.3, §8)
+    def sources(name: str) -> list[GraphSource]:
+        m = mods[name]
+        out = [GraphSource(m.obsp, m.obsm, m.obs_names, f"modality {name!r}")]
+        if global_obsp is not None or global_obsm is not None:
+            out.append(GraphSource(global_obsp or {}, global_obsm or {}, obs_names, container))
+        return out
+
+    # a dict entry must be found; a single str key may be missing for some modalities
+    required = isinstance(spatial_keys, Mapping)
+    graphs: dict[str, GraphEntry | None] = {
+        name: None
+        if key_dict[name] is None
+        else resolve_graph(key_dict[name], sources(name), obs_names, required=required)
+        for name in names
+    }
+    if isinstance(spatial_keys, str) and all(g is None for g in graphs.values()):
+        resolve_graph(spatial_keys, sources(names[0]), obs_names)  # raises KeyError
     # ---- the matrix
     n = len(obs_names)
     blocks, counts = [], []
@@ -217,41 +254,6 @@ def concatenate_modalities(
         obs[key] = col
     obs[INDICES_KEY] = np.arange(n, dtype=np.int64)
 
-    # ---- obsm: copies of the container's obsm (+ encoder extras from a modality)
-    obsm: dict[str, Any] = {}
-    for key, val in (global_obsm or {}).items():
-        arr = val.copy() if hasattr(val, "copy") else np.array(val)
-        if key in everything and getattr(arr, "ndim", 2) == 1 and arr.dtype == bool:
-            continue  # mudata's per-modality membership masks
-        obsm[key] = arr
-    if encoder_extra_obsm_key is not None and encoder_extra_obsm_key not in obsm:
-        obsm[encoder_extra_obsm_key] = _extra_from_modalities(
-            encoder_extra_obsm_key, everything, obs_names, global_obsm is not None
-        )
-    if global_obsm is None and "spatial" not in obsm:
-        for m in everything.values():  # dict input: carry coordinates that cover every cell
-            if "spatial" in m.obsm and obs_names.isin(m.obs_names).all():
-                obsm["spatial"] = np.asarray(m.obsm["spatial"])[m.obs_names.get_indexer(obs_names)]
-                break
-
-    # ---- graphs: modality obsp/obsm first, then the container's (§4.3, §8)
-    def sources(name: str) -> list[GraphSource]:
-        m = mods[name]
-        out = [GraphSource(m.obsp, m.obsm, m.obs_names, f"modality {name!r}")]
-        if global_obsp is not None or global_obsm is not None:
-            out.append(GraphSource(global_obsp or {}, global_obsm or {}, obs_names, container))
-        return out
-
-    # a dict entry must be found; a single str key may be missing for some modalities
-    required = isinstance(spatial_keys, Mapping)
-    graphs: dict[str, GraphEntry | None] = {
-        name: None
-        if key_dict[name] is None
-        else resolve_graph(key_dict[name], sources(name), obs_names, required=required)
-        for name in names
-    }
-    if isinstance(spatial_keys, str) and all(g is None for g in graphs.values()):
-        resolve_graph(spatial_keys, sources(names[0]), obs_names)  # raises KeyError
     obsp: dict[str, sp.csr_matrix] = {}
     for g in graphs.values():
         if g is not None and g.key not in obsp:
