@@ -25,8 +25,8 @@ class TopicQueriesMixin:
         block = self.module.config.block(m)
         names = pd.Index(self.adata.var_names[block])
         prefix = f"{self.modality_names[m]}:"
-        if "original_name" in self.adata.var:
-            return pd.Index(self.adata.var["original_name"].iloc[block].astype(str))
+        if "feature_name" in self.adata.var:
+            return pd.Index(self.adata.var["feature_name"].iloc[block].astype(str))
         return pd.Index([n[len(prefix):] if n.startswith(prefix) else n for n in names])
 
     def _topic_profile(self, m: int, n_samples, include_background: bool) -> np.ndarray:
@@ -38,14 +38,12 @@ class TopicQueriesMixin:
                 if not self.module.config.is_count(m):
                     return g.beta_mean().T.cpu().numpy().astype(np.float32)
                 if n_samples is None:
-                    zeros = torch.zeros((1, g.n_features), device=self.module.theta_prior_mu.device)
-                    logits = g.logits_from_noise(zeros, zeros, include_background)[0]
-                    return torch.softmax(logits, -1).T.cpu().numpy().astype(np.float32)
-                profile = expected_topic_profiles(
-                    lambda nb, ng: g.logits_from_noise(nb, ng, include_background),
-                    self.n_topics, g.n_features, int(n_samples), seeded_generator(),
-                    self.module.theta_prior_mu.device,
-                )
+                    profile = torch.softmax(g.mean_logits(include_background), dim=-1)
+                else:
+                    profile = expected_topic_profiles(
+                        *g.logit_posterior(include_background), int(n_samples),
+                        seeded_generator(),
+                    )
                 return profile.T.cpu().numpy().astype(np.float32)
 
         return self._cached(

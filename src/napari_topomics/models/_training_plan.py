@@ -46,6 +46,9 @@ class TopicTrainingPlan(PyroTrainingPlan):
         Its keyword arguments; default ``{"lr": 1e-3, "weight_decay": 0.0}``.
     kl_warmup_fraction, kl_warmup_min
         KL warm-up (spec §3.12).
+    global_lr_factor
+        Learning-rate multiplier of the global variational parameters (topic-feature
+        logits, background, dispersion, covariate effects) relative to the encoders.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         optim_kwargs: dict | None = None,
         kl_warmup_fraction: float = 0.25,
         kl_warmup_min: float = 0.01,
+        global_lr_factor: float = 1.0,
         **unused,
     ):
         # Skip PyroTrainingPlan.__init__ (it builds an SVI object and manual optimisation).
@@ -68,6 +72,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         self.automatic_optimization = True
         self.kl_warmup_fraction = float(kl_warmup_fraction)
         self.kl_warmup_min = float(kl_warmup_min)
+        self.global_lr_factor = float(global_lr_factor)
         self.use_kl_weight = True
         self._epoch_sums: dict[str, list] = {}
 
@@ -160,7 +165,15 @@ class TopicTrainingPlan(PyroTrainingPlan):
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
-        return self.optim(self.module.parameters(), **self.optim_kwargs)
+        global_params = list(self.module.globals.parameters())
+        ids = {id(p) for p in global_params}
+        local_params = [p for p in self.module.parameters() if id(p) not in ids]
+        lr = self.optim_kwargs["lr"]
+        groups = [
+            {"params": local_params},
+            {"params": global_params, "lr": lr * self.global_lr_factor},
+        ]
+        return self.optim(groups, **self.optim_kwargs)
 
     def optimizer_step(self, *args, **kwargs):
         return LowLevelPyroTrainingPlan.optimizer_step(self, *args, **kwargs)

@@ -49,20 +49,34 @@ def expected_softmax(
 
 
 def expected_topic_profiles(
-    sample_logits, n_topics: int, n_features: int, n_samples: int | None, generator,
-    device,
+    loc: torch.Tensor, scale: torch.Tensor, multiplier: torch.Tensor | None,
+    background, n_samples: int, generator: torch.Generator,
 ) -> torch.Tensor:
-    """``E_q[softmax_f(logits)]`` per topic, ``(K, F)``, from chunked draws.
+    """``E_q[softmax_f(logits_k)]`` per topic, ``(K, F)``, from chunked draws.
 
-    ``sample_logits(noise_beta, noise_bg)`` maps ``(s, F)`` standard normals (shared by the
-    topics) to ``(s, K, F)`` logits.
+    The logits of a draw are ``(loc + scale · ε) · multiplier + background`` with
+    ``ε ~ N(0, I_F)`` shared by the topics. ``background`` is ``None``, a fixed ``(F,)``
+    vector, or a ``(mean, scale)`` pair drawn with its own noise. The softmax numerators are
+    reduced over draws with a batched matrix product, so the ``(K, S, F)`` chunk is touched
+    only by the exponential and the row sums.
     """
-    acc = torch.zeros((n_topics, n_features), device=device)
-    for start in range(0, n_samples, DRAW_CHUNK):
-        s = min(DRAW_CHUNK, n_samples - start)
-        logits = sample_logits(
-            draw_noise(s, n_features, generator, device),
-            draw_noise(s, n_features, generator, device),
-        )
-        acc += torch.softmax(logits, dim=-1).sum(0)
-    return acc / n_samples
+    if multiplier is not None:
+        loc, scale = loc * multiplier, scale * multiplier
+    n_topics, n_features = loc.shape
+    device = loc.device
+    fixed_bg = background if isinstance(background, torch.Tensor) else None
+    if fixed_bg is not None:
+        loc = loc + fixed_bg
+    shift = loc.amax(-1, keepdim=True)
+    loc_c, scale_c = (loc - shift)[:, None, :], scale[:, None, :]
+    acc = torch.zeros((n_topics, 1, n_features), device=device)
+    for start in range(0, n_samples, DRAW_CHUNK // 4):
+        s = min(DRAW_CHUNK // 4, n_samples - start)
+        z = torch.addcmul(loc_c, scale_c, draw_noise(s, n_features, generator, device)[None])
+        if isinstance(background, tuple):
+            bg_mean, bg_scale = background
+            bg = torch.addcmul(bg_mean, bg_scale, draw_noise(s, n_features, generator, device))
+            z = z + bg[None]
+        z.clamp_(-LOGIT_CLAMP, LOGIT_CLAMP).exp_()
+        acc += torch.bmm(z.sum(-1).reciprocal_()[:, None, :], z)
+    return acc[:, 0, :] / n_samples

@@ -190,25 +190,32 @@ class ModalityGlobals(nn.Module):
             _lognormal_mean(self.hs_lambda_loc, self.hs_lambda_rho),
         )
 
-    def logits_from_noise(
-        self, noise_beta: torch.Tensor, noise_bg: torch.Tensor, include_background: bool
-    ) -> torch.Tensor:
-        """Posterior draws of the topic logits ``(s, K, F)`` from ``(s, F)`` normals.
+    def logit_posterior(self, include_background: bool):
+        """Pieces of the topic-logit posterior for :func:`expected_topic_profiles`.
 
-        The noise of a draw is shared by the topics (common random numbers). Under the
-        horseshoe the shrinkage scales are held at their posterior means and only ``η`` is
-        drawn (documented choice, spec §5.5).
+        Returns ``(loc, scale, multiplier, background)``. Under the horseshoe the shrinkage
+        scales are held at their posterior means (``multiplier``) and only ``η`` is drawn
+        (documented choice, spec §5.5). ``background`` is ``None``, a fixed vector, or a
+        ``(mean, scale)`` pair of the learned background.
         """
         if self.prior_type == "logistic_normal":
-            logits = self.beta_loc + softplus(self.beta_rho) * noise_beta[:, None, :]
+            loc, scale, multiplier = self.beta_loc, softplus(self.beta_rho), None
         else:
-            eta = self.hs_eta_loc + softplus(self.hs_eta_rho) * noise_beta[:, None, :]
-            logits = eta * self.shrinkage_mean()
+            loc, scale = self.hs_eta_loc, softplus(self.hs_eta_rho)
+            multiplier = self.shrinkage_mean()
+        background = None
         if include_background and self.has_background:
-            bg = self.bg_init
             if self.learnable_bg:
-                bg = bg + self.bg_loc + softplus(self.bg_rho) * noise_bg
-            logits = logits + bg[:, None, :] if bg.dim() == 2 else logits + bg
+                background = (self.bg_init + self.bg_loc, softplus(self.bg_rho))
+            else:
+                background = self.bg_init
+        return loc, scale, multiplier, background
+
+    def mean_logits(self, include_background: bool) -> torch.Tensor:
+        """Posterior-mean topic logits ``(K, F)`` for the plug-in (``n_samples=None``) mode."""
+        logits = self.beta_mean()
+        if include_background and self.has_background:
+            logits = logits + self.bg_init + (self.bg_loc if self.learnable_bg else 0.0)
         return logits
 
     def size_mean(self) -> torch.Tensor:

@@ -121,13 +121,13 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         Model and guide see the same ``x`` in a step, so the last result is reused.
         """
         cached = self._mask_cache
-        if cached is not None and cached[0] is x and cached[1] == x._version:
-            return cached[2]
+        if cached is not None and cached[0] is x:
+            return cached[1]
         nonzero = x != 0
         mask = torch.stack(
             [nonzero[:, sl].any(-1) for sl in self.config.blocks], dim=-1
         ).float()
-        self._mask_cache = (x, x._version, mask)
+        self._mask_cache = (x, mask)
         return mask
 
     def encode(self, x, cat=None, cont=None, extra=None) -> EncodedCells:
