@@ -46,6 +46,9 @@ class TopicTrainingPlan(PyroTrainingPlan):
         Its keyword arguments; default ``{"lr": 1e-3, "weight_decay": 0.0}``.
     kl_warmup_fraction, kl_warmup_min
         KL warm-up (spec §3.12).
+    lr_final_fraction
+        Cosine decay of every learning rate over ``max_epochs``, ending at this fraction of
+        its start (1 keeps it constant).
     global_lr_factor
         Learning-rate multiplier of the global variational parameters (topic-feature
         logits, background, dispersion, covariate effects) relative to the encoders.
@@ -58,7 +61,8 @@ class TopicTrainingPlan(PyroTrainingPlan):
         optim_kwargs: dict | None = None,
         kl_warmup_fraction: float = 0.25,
         kl_warmup_min: float = 0.01,
-        global_lr_factor: float = 1.0,
+        global_lr_factor: float = 30.0,
+        lr_final_fraction: float = 1.0,
         **unused,
     ):
         # Skip PyroTrainingPlan.__init__ (it builds an SVI object and manual optimisation).
@@ -73,6 +77,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         self.kl_warmup_fraction = float(kl_warmup_fraction)
         self.kl_warmup_min = float(kl_warmup_min)
         self.global_lr_factor = float(global_lr_factor)
+        self.lr_final_fraction = float(lr_final_fraction)
         self.use_kl_weight = True
         self._epoch_sums: dict[str, list] = {}
 
@@ -173,7 +178,19 @@ class TopicTrainingPlan(PyroTrainingPlan):
             {"params": local_params},
             {"params": global_params, "lr": lr * self.global_lr_factor},
         ]
-        return self.optim(groups, **self.optim_kwargs)
+        optimizer = self.optim(groups, **self.optim_kwargs)
+        if self.lr_final_fraction >= 1.0:
+            return optimizer
+        max_epochs = max(1, self.trainer.max_epochs or 1)
+        final = self.lr_final_fraction
+
+        def factor(epoch: int) -> float:
+            progress = min(epoch, max_epochs - 1) / max(1, max_epochs - 1)
+            return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler,
+                                                         "interval": "epoch"}}
 
     def optimizer_step(self, *args, **kwargs):
         return LowLevelPyroTrainingPlan.optimizer_step(self, *args, **kwargs)

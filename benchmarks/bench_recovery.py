@@ -1,0 +1,133 @@
+"""Quality and speed on the simulated 5,000-cell tissue (issue 3 targets).
+
+Prints, for the same data in one run and one CPU thread: matched θ correlation, marker
+average precision per modality and seconds per epoch of our model (three modalities and
+RNA alone, default settings), scvi-tools' AmortizedLDA on the RNA (default lr and 1e-2),
+scikit-learn's LDA on the RNA, and the oracle ceiling; a rerun with the same seed; and the
+query times of ``get_cell_topic_dist`` / ``get_feature_topic_dist``.
+
+Usage: ``python benchmarks/bench_recovery.py [--cells 5000] [--epochs 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from _common import machine, quiet, row, single_thread, timer
+
+MODALITIES = ("rna", "protein", "atac")
+
+
+def score(theta, phis, truth) -> dict:
+    from napari_topomics.metrics import (
+        marker_average_precision,
+        match_topics,
+        matched_theta_correlation,
+    )
+
+    out = {"theta_r": matched_theta_correlation(theta, truth.theta)}
+    matching = match_topics(theta, truth.theta)
+    for name, phi in phis.items():
+        out[f"AP_{name}"] = marker_average_precision(phi, truth.markers[name], matching)
+    return out
+
+
+def fit_ours(mdata, n_topics, epochs, modalities=MODALITIES) -> tuple[dict, object]:
+    import scvi
+
+    from napari_topomics.models import MultimodalAmortizedLDA
+
+    scvi.settings.seed = 0
+    data = {m: mdata.mod[m] for m in modalities}
+    model = MultimodalAmortizedLDA.from_data(data, n_topics=n_topics)
+    times: dict = {}
+    with timer(times, "train"):
+        model.train(max_epochs=epochs, batch_size=128, enable_progress_bar=False)
+    with timer(times, "theta_query"):
+        theta = model.get_cell_topic_dist()
+    with timer(times, "phi_query"):
+        phis = {m: model.get_feature_topic_dist(m).to_numpy() for m in modalities}
+    return {"theta": theta, "phis": phis, "s_per_epoch": times["train"] / epochs,
+            "theta_query_s": times["theta_query"], "phi_query_s": times["phi_query"]}, model
+
+
+def fit_scvi(rna, n_topics, epochs, lr) -> dict:
+    import scvi
+
+    scvi.settings.seed = 0
+    adata = rna.copy()
+    scvi.model.AmortizedLDA.setup_anndata(adata)
+    model = scvi.model.AmortizedLDA(adata, n_topics=n_topics)
+    start = time.perf_counter()
+    model.train(max_epochs=epochs, batch_size=128, lr=lr, enable_progress_bar=False)
+    elapsed = time.perf_counter() - start
+    theta = model.get_latent_representation(n_samples=1000).to_numpy()
+    phi = model.get_feature_by_topic(n_samples=1000).to_numpy()
+    return {"theta": theta, "phis": {"rna": phi}, "s_per_epoch": elapsed / epochs}
+
+
+def fit_sklearn(rna, n_topics, epochs) -> dict:
+    from sklearn.decomposition import LatentDirichletAllocation
+
+    lda = LatentDirichletAllocation(
+        n_components=n_topics, learning_method="online", batch_size=128, max_iter=epochs,
+        random_state=0,
+    )
+    start = time.perf_counter()
+    doc_topic = lda.fit_transform(rna.X)
+    elapsed = time.perf_counter() - start
+    theta = doc_topic / doc_topic.sum(1, keepdims=True)
+    phi = (lda.components_ / lda.components_.sum(1, keepdims=True)).T
+    return {"theta": theta, "phis": {"rna": phi}, "s_per_epoch": elapsed / epochs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=5000)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--topics", type=int, default=8)
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+    single_thread()
+    quiet()
+    from napari_topomics.datasets import simulate_tissue
+    from napari_topomics.metrics import oracle_theta_correlation
+
+    mdata, truth = simulate_tissue(n_cells=args.cells, n_topics=args.topics, seed=0)
+    print(f"# bench_recovery: {args.cells} cells, K={args.topics}, {args.epochs} epochs, "
+          f"batch 128; {machine()}")
+    print(row("oracle (true topic matrices)",
+              theta_r=oracle_theta_correlation(mdata, truth)))
+    results = {}
+    ours, model = fit_ours(mdata, args.topics, args.epochs)
+    results["ours (rna+protein+atac)"] = ours
+    rerun, _ = fit_ours(mdata, args.topics, args.epochs)
+    same = np.array_equal(rerun["theta"], ours["theta"])
+    results["ours rerun (same seed)"] = rerun
+    results["ours (rna only)"], _ = fit_ours(mdata, args.topics, args.epochs, ("rna",))
+    rna = mdata.mod["rna"]
+    if not args.skip_peers:
+        results["scvi AmortizedLDA rna (lr 1e-3)"] = fit_scvi(rna, args.topics, args.epochs,
+                                                              None)
+        results["scvi AmortizedLDA rna (lr 1e-2)"] = fit_scvi(rna, args.topics, args.epochs,
+                                                              1e-2)
+        results["sklearn LDA rna (online)"] = fit_sklearn(rna, args.topics, args.epochs)
+    for label, res in results.items():
+        print(row(label, **score(res["theta"], res["phis"], truth),
+                  s_per_epoch=res["s_per_epoch"]))
+    print(row("rerun identical theta", identical=same))
+    print(row("query times (default args)", cell_topic_s=ours["theta_query_s"],
+              feature_topic_s=ours["phi_query_s"]))
+    if not args.skip_peers:
+        base = results["scvi AmortizedLDA rna (lr 1e-3)"]["s_per_epoch"]
+        print(row("speed ratio vs scvi rna",
+                  ours_3mod=ours["s_per_epoch"] / base,
+                  ours_rna=results["ours (rna only)"]["s_per_epoch"] / base))
+    weights = model.get_modality_weights().mean()
+    print(row("mean modality weights", **{k: float(v) for k, v in weights.items()}))
+
+
+if __name__ == "__main__":
+    main()
