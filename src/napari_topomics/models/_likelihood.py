@@ -76,13 +76,9 @@ class LikelihoodMixin:
     ) -> dict[str, float]:
         """Plug-in log-likelihood of each modality (no weights, no subsample rescaling)."""
 
-        def compute():
-            return {k: float(v) for k, v in self._plugin_log_likelihoods(
-                adata, indices, batch_size)[0].items()}
-
-        return self._cached(
-            "likelihood", compute, adata=adata, indices=indices, batch_size=batch_size
-        )
+        # shares the cached pass of the perplexity methods (one pass gives both)
+        ll, _ = self._perplexity_parts(adata, indices, batch_size)
+        return {k: float(v) for k, v in ll.items()}
 
     def _perplexity_parts(self, adata, indices, batch_size):
         key = self._metric_cache.key(
