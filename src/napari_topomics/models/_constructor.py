@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from anndata import AnnData
+from scvi import REGISTRY_KEYS
 
 from ..data import _stats as stats
 from ..data._modalities import infer_likelihood, normalize_likelihood
@@ -19,13 +20,18 @@ MODALITY_SETUP_KEY = "_modality_setup"
 
 
 def registered_anndata(adata) -> AnnData:
-    """The AnnData to build the model on: itself, or the flattened AnnData of a MuData."""
+    """The AnnData to build the model on: itself, or the flattened AnnData of a MuData.
+
+    Also checks that every covariate key the scvi registry names is still in ``obs``.
+    """
     if isinstance(adata, AnnData):
+        check_covariate_keys(adata)
         return adata
     uns = getattr(adata, "uns", None)
     if uns is not None and hasattr(adata, "mod"):
         flat = uns.get("_flattened_ann_data")
         if isinstance(flat, AnnData):
+            check_covariate_keys(flat)
             return flat
         raise ValueError(
             "This MuData has not been set up. Call MultimodalAmortizedLDA.setup_data(mdata) "
@@ -34,6 +40,42 @@ def registered_anndata(adata) -> AnnData:
     raise TypeError(
         f"adata must be an AnnData or a MuData on which setup ran; got {type(adata).__name__}."
     )
+
+
+def _registered_manager(adata: AnnData):
+    """The scvi ``AnnDataManager`` that set ``adata`` up (searching model subclasses too)."""
+    from ._model import MultimodalAmortizedLDA
+
+    uuid = adata.uns.get("_scvi_uuid")
+    if uuid is None:
+        return None
+    pending = [MultimodalAmortizedLDA]
+    while pending:
+        cls = pending.pop()
+        manager = cls._setup_adata_manager_store.get(uuid)
+        if manager is not None:
+            return manager
+        pending.extend(cls.__subclasses__())
+    return None
+
+
+def check_covariate_keys(adata: AnnData) -> None:
+    """Raise ``ValueError`` naming any registered covariate key missing from ``obs`` (§2.2)."""
+    manager = _registered_manager(adata)
+    if manager is None:
+        return
+    registry = manager.data_registry
+    keys: list[str] = []
+    if REGISTRY_KEYS.CAT_COVS_KEY in registry:
+        keys += list(manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).field_keys)
+    if REGISTRY_KEYS.CONT_COVS_KEY in registry:
+        keys += [str(c) for c in manager.get_state_registry(REGISTRY_KEYS.CONT_COVS_KEY).columns]
+    missing = [k for k in keys if k not in adata.obs.columns]
+    if missing:
+        raise ValueError(
+            f"The registered covariate key(s) {missing} are missing from adata.obs "
+            f"(available columns: {list(adata.obs.columns)}). Restore them or run setup again."
+        )
 
 
 def modality_layout(
