@@ -83,8 +83,14 @@ class SetupMixin:
     ) -> AnnData:
         """Register one AnnData as one modality (old ``layer``/``spatial_key`` or new names).
 
-        Returns the AnnData passed in. Giving both spellings of one argument raises.
+        Returns the AnnData passed in. Giving both spellings of one argument raises. A MuData
+        on which ``setup_mudata`` ran (as scvi's ``load(adata=mdata)`` passes it) stands for
+        its flattened AnnData, which is registered again and returned.
         """
+        if not isinstance(adata, AnnData) and hasattr(adata, "mod"):
+            from ._constructor import registered_anndata
+
+            adata = registered_anndata(adata)  # the flattened AnnData, or ValueError
         if layer is not None and layers is not None:
             raise ValueError("Give either layer= (old spelling) or layers= (new), not both.")
         if spatial_key is not None and spatial_keys is not None:
