@@ -71,6 +71,8 @@ def simulate_tissue_dict(
     mods = [m for m, f in sizes.items() if f > 0]
     if n_cells < 1 or n_topics < 1 or n_domains < 1 or not mods:
         raise ValueError("n_cells, n_topics, n_domains and one modality size must be >= 1")
+    if n_domains > n_cells:
+        raise ValueError(f"n_domains ({n_domains}) must not exceed n_cells ({n_cells})")
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
     if protein_likelihood not in ("nb", "multinomial"):
@@ -131,13 +133,10 @@ def simulate_tissue_dict(
 
     # Counts: blocks of BLOCK_ROWS rows (one random stream each) sampled in parallel;
     # chunk_size rows are in flight at a time.
+    kinds = {"rna": "nb", "protein": protein_likelihood, "atac": "bernoulli"}
     models = {
         mod: NoiseModel(
-            kind="bernoulli"
-            if mod == "atac"
-            else (
-                "multinomial" if mod == "protein" and protein_likelihood == "multinomial" else "nb"
-            ),
+            kind=kinds[mod],
             profile=profile[mod],
             ambient=truth.ambient_profile.get(mod),
             ambient_fraction=truth.ambient_fraction.get(mod, 0.0),
