@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import mudata as md
 import numpy as np
 import pandas as pd
@@ -218,3 +219,19 @@ def test_single_anndata_covariates(helpers):
     assert model.n_continuous_cov == 0
     model.train(max_epochs=1, batch_size=64, enable_progress_bar=False)
     assert np.isfinite(model.get_perplexity())
+
+
+def test_predict_pre_concatenated_anndata(helpers):
+    mods, _ = helpers.modalities()
+    X = np.hstack([mods["rna"].layers["counts"], mods["protein"].X, mods["atac"].X.toarray()])
+    adata = ad.AnnData(X.copy(), obs=mods["rna"].obs.copy())
+    model = MultimodalAmortizedLDA.from_data(
+        adata, modalities=["rna", "protein", "atac"],
+        n_inputs_modalities=list(helpers.n_features), n_topics=3, n_hidden=8,
+    )
+    helpers.perturb(model)
+    query = ad.AnnData(X[:20].copy())
+    query.obs_names = [f"q{i}" for i in range(20)]
+    pred = model.predict(query)
+    assert list(pred.index) == list(query.obs_names)
+    np.testing.assert_allclose(pred.to_numpy(), model.get_cell_topic_dist()[:20], atol=1e-2)

@@ -120,6 +120,25 @@ def test_phi_columns_sum_to_one_for_counts(trained_model, n_samples, include_bac
         np.testing.assert_allclose(phi.sum(0).to_numpy(), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_samples", [None, 100])
+def test_phi_horseshoe_columns_sum_to_one(build_model, helpers, n_samples):
+    model = build_model(partial=True, train=False, topic_feature_prior_type="horseshoe")
+    helpers.perturb(model)
+    for include_background in (False, True):
+        frames = model.get_feature_topic_dist(
+            n_samples=n_samples, include_background=include_background, as_dict=True
+        )
+        for m, frame in frames.items():
+            assert frame.shape == (helpers.n_features[m], K)
+            assert np.all(frame.to_numpy() >= 0)
+            np.testing.assert_allclose(frame.sum(0).to_numpy(), 1.0, atol=1e-5)
+    plain = model.get_feature_topic_dist("rna", n_samples=n_samples).to_numpy()
+    with_bg = model.get_feature_topic_dist(
+        "rna", n_samples=n_samples, include_background=True
+    ).to_numpy()
+    assert not np.allclose(plain, with_bg, atol=1e-4)  # background excluded by default
+
+
 def test_phi_background_changes_nb_profiles_only(trained_model):
     for m, lik in enumerate(trained_model.likelihoods):
         without = trained_model.get_feature_topic_dist(m, n_samples=None)
@@ -155,6 +174,48 @@ def test_phi_gaussian_columns_do_not_sum_to_one(helpers):
         per = model.get_perplexity_per_modality()
     assert math.isnan(per["protein"]) and np.isfinite(per["rna"])
     assert np.isfinite(model.get_perplexity())
+
+
+def test_gaussian_likelihood_skips_missing_cells(helpers):
+    """A cell whose Gaussian block is all zero is absent: it adds nothing to the LL."""
+    from napari_topomics.models import MultimodalAmortizedLDA
+
+    mods, _ = helpers.modalities()
+    emb = np.random.default_rng(1).normal(size=(helpers.n_cells, 5)).astype(np.float32)
+    emb[:15] = 0.0
+    mods["emb"] = mods["rna"][:, :5].copy()
+    mods["emb"].X = emb
+    mods["emb"].var_names = [f"e{i}" for i in range(5)]
+    del mods["emb"].layers["counts"]
+    model = MultimodalAmortizedLDA.from_data(
+        {"rna": mods["rna"], "emb": mods["emb"]}, layers={"rna": "counts"},
+        likelihoods=["gamma_poisson", "gaussian"], **helpers.small,
+    )
+    helpers.perturb(model)
+    weights = model.get_modality_weights().to_numpy()
+    np.testing.assert_array_equal(weights[:15, 1], 0.0)
+    assert np.all(weights[15:, 1] > 0)
+    full = model.get_likelihood_per_modality()["emb"]
+    present = model.get_likelihood_per_modality(indices=np.arange(15, helpers.n_cells))["emb"]
+    absent = model.get_likelihood_per_modality(indices=np.arange(15))["emb"]
+    assert absent == 0.0
+    assert full == pytest.approx(present, rel=1e-5)
+
+
+def test_queries_restore_training_mode(untrained_model):
+    module = untrained_model.module
+    was_training = module.training
+    try:
+        module.train()
+        untrained_model.get_cell_topic_dist(n_samples=None)
+        untrained_model.get_modality_weights(indices=[0, 1])
+        assert module.training
+        assert all(m.training for m in module.modules())
+        module.eval()
+        untrained_model.get_cell_topic_dist(n_samples=None)
+        assert not any(m.training for m in module.modules())
+    finally:
+        module.train(was_training)
 
 
 def test_feature_topic_dist_stacked_and_indexed(trained_model, helpers):
@@ -359,6 +420,17 @@ def test_perplexity_drops_with_training(build_model):
     after = model.get_perplexity()
     assert np.isfinite(before) and np.isfinite(after)
     assert after < before
+
+
+def test_elbo_excludes_regularisers(build_model):
+    plain = build_model(partial=False, train=False, entropy_weight=0.0,
+                        topic_variance_weight=0.0)
+    heavy = build_model(partial=False, train=False, entropy_weight=50.0,
+                        topic_variance_weight=1e4)
+    for (name, a), (_, b) in zip(plain.module.named_parameters(),
+                                 heavy.module.named_parameters(), strict=True):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy(), err_msg=name)
+    assert heavy.get_elbo() == pytest.approx(plain.get_elbo(), rel=1e-9)
 
 
 def test_elbo_finite_negative_and_batch_size(trained_model):

@@ -193,3 +193,43 @@ def test_token_multinomial_log_prob():
     d = lik.multinomial_obs(r)
     expected = torch.tensor([3 * math.log(0.5), 4 * math.log(0.3) + math.log(0.5)])
     torch.testing.assert_close(d.log_prob(x), expected)
+
+
+# ---------------------------------------------------------------------- regulariser sign
+def _loss_and_theta(model, seed=0):
+    """One-sample ELBO loss of the first minibatch, and the guide's θ̃ for the same draw."""
+    import pyro
+    from pyro import poutine
+
+    module = model.module
+    loader = model._make_data_loader(adata=model.adata, batch_size=64, shuffle=False)
+    args, _ = module._get_fn_args_from_batch(next(iter(loader)))
+    module.eval()  # deterministic encoders; the draw of z is seeded
+    torch.manual_seed(seed)
+    loss = pyro.infer.TraceMeanField_ELBO().loss(module.model, module.guide, *args,
+                                                 kl_weight=1.0)
+    torch.manual_seed(seed)
+    trace = poutine.trace(module.guide).get_trace(*args, kl_weight=1.0)
+    z = trace.nodes["log_cell_topic_dist"]["value"].detach()
+    return loss, torch.softmax(z, -1)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore:.*not created by muon/mudata:UserWarning")
+def test_regularisers_are_bonuses(build_model):
+    """Both regularisers increase the objective (lower the loss) by exactly their value."""
+    base = build_model(partial=False, train=False, entropy_weight=0.0, topic_variance_weight=0.0)
+    ent = build_model(partial=False, train=False, entropy_weight=2.0, topic_variance_weight=0.0)
+    var = build_model(partial=False, train=False, entropy_weight=0.0, topic_variance_weight=500.0)
+    for m in (base, ent, var):
+        m.module.n_obs = None  # plate size = minibatch: no N/B rescaling
+    loss0, theta = _loss_and_theta(base)
+    loss_ent, theta_ent = _loss_and_theta(ent)
+    loss_var, _ = _loss_and_theta(var)
+    torch.testing.assert_close(theta, theta_ent)
+    entropy = -(theta * torch.log(theta + 1e-5)).sum(-1).sum().item()
+    variance = theta.var(0, unbiased=False).sum().item()
+    assert entropy > 0 and variance > 0
+    assert loss_ent < loss0 and loss_var < loss0
+    assert loss0 - loss_ent == pytest.approx(2.0 * entropy, rel=1e-3)
+    assert loss0 - loss_var == pytest.approx(500.0 * variance, rel=1e-3)

@@ -180,6 +180,29 @@ def test_mudata_subset_and_order(helpers):
     assert model.likelihoods == ["bernoulli", "gamma_poisson"]
 
 
+def test_mudata_old_and_new_names_merge_with_warning(helpers):
+    mdata = helpers.mudata()
+    with pytest.warns(UserWarning, match="modality_order"):
+        _, names, counts = MultimodalAmortizedLDA.setup_mudata(
+            mdata, modality_order=["rna", "atac"], modalities=["rna", "protein"]
+        )
+    assert names == ["rna", "protein"] and counts == [30, 8]  # the new name wins
+
+
+def test_covariate_found_in_modality_obs(helpers):
+    mods, _ = helpers.modalities()
+    mods["protein"].obs["donor"] = np.where(np.arange(helpers.n_cells) % 2, "x", "y")
+    mdata = md.MuData(mods)
+    model = MultimodalAmortizedLDA.from_data(
+        mdata, layers={"rna": "counts"}, categorical_covariate_keys=["donor"], n_topics=3,
+        n_hidden=8,
+    )
+    assert model.n_cats_per_cov == [2]
+    np.testing.assert_array_equal(
+        model.adata.obs["donor"].astype(str).to_numpy(), mods["protein"].obs["donor"].to_numpy()
+    )
+
+
 def test_mudata_cell_order_alignment(helpers):
     mods, _ = helpers.modalities()
     shuffled = mods["protein"][np.random.default_rng(0).permutation(helpers.n_cells)].copy()
@@ -308,3 +331,53 @@ def test_query_anndata_without_indices_column(trained_model):
     np.testing.assert_allclose(
         theta.to_numpy(), trained_model.get_cell_topic_dist(n_samples=None), atol=1e-6
     )
+
+
+def test_shared_feature_names_are_prefixed_only_when_concatenated(helpers):
+    mods, _ = helpers.modalities()
+    mods["protein"].var_names = ["gene_0"] + [f"prot_{i}" for i in range(1, 8)]
+    model = MultimodalAmortizedLDA.from_data(mods, layers={"rna": "counts"}, n_topics=3,
+                                             n_hidden=8)
+    assert model.adata.var_names.is_unique
+    assert "protein:gene_0" in model.adata.var_names
+    per_modality = model.get_feature_topic_dist("protein", n_samples=None)
+    assert per_modality.index[0] == "gene_0"  # the user's name
+    assert model.get_feature_topic_dist(n_samples=None, as_dict=True)[1].index[0] == "gene_0"
+    stacked = model.get_feature_topic_dist(n_samples=None)
+    assert stacked.index.is_unique and "protein:gene_0" in stacked.index
+    assert model.get_feature_topic_dist("rna", n_samples=None).index[0] == "gene_0"
+    top = model.get_top_features_per_topic("protein", n_features=8)
+    assert "gene_0" in top["topic_0"]
+
+
+# ---------------------------------------------------------------------- legacy utilities
+def test_check_input_variants(untrained_model, helpers):
+    model = untrained_model
+    names_before = list(model.modality_names)
+    mods, _ = helpers.modalities()
+    model.check_input(md.MuData(mods))
+    assert list(model.data_dict) == ["rna", "protein", "atac"]
+    model.check_input(mods)
+    assert list(model.data_dict) == ["rna", "protein", "atac"]
+    model.check_input([mods["rna"], mods["atac"]], modalities=["RNA", "ATAC"])
+    assert list(model.data_dict) == ["RNA", "ATAC"]
+    with pytest.warns(UserWarning, match="rna"):
+        model.check_input(mods["protein"])
+    assert list(model.data_dict) == ["rna"]
+    with pytest.raises(ValueError):
+        model.check_input([mods["rna"], mods["atac"]], modalities=["rna"])
+    with pytest.raises(TypeError):
+        model.check_input(np.zeros((3, 3)))
+    model.check_input({"RNA": mods["rna"], "adt": mods["protein"], "harmony": mods["atac"]})
+    model.check_modalities_names()
+    assert list(model.data_dict) == ["rna", "protein", "harmony"]
+    model.data_dict = {"rna": mods["rna"].X, "genes": mods["rna"].X}
+    with pytest.raises(ValueError, match="genes"):
+        model.check_modalities_names()
+    model.data_dict = {}
+    with pytest.raises(ValueError):
+        model.check_modalities_names()
+    model.data_dict = {3: mods["rna"].X}
+    with pytest.raises(ValueError):
+        model.check_modalities_names()
+    assert model.modality_names == names_before  # never renames the fitted model's names
