@@ -294,7 +294,7 @@ def test_mudata_before_setup(helpers):
 
 
 def test_anndata_without_setup(helpers):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="setup"):
         MultimodalAmortizedLDA(helpers.rna(), n_topics=3)
 
 

@@ -237,3 +237,21 @@ def test_clear_metric_cache(build_model, helpers):
     assert not np.allclose(model.get_cell_topic_dist(), theta, atol=1e-6)
     assert not np.allclose(model.get_feature_topic_dist(n_samples=100).to_numpy(), phi,
                            atol=1e-6)
+
+
+@pytest.mark.xfail(
+    reason="A checkpoint without the 'likelihood_weights' buffer fails to load "
+    "(load_state_dict: missing key) instead of recomputing w_m (spec 3.7); the module needs "
+    "a state-dict hook (module/_module.py)",
+    strict=True,
+)
+def test_load_checkpoint_without_likelihood_weights(build_model, tmp_path):
+    model = build_model(partial=False, train=False, likelihood_weight_mode="inverse_features")
+    expected = model.get_likelihood_weights().to_numpy()
+    path = tmp_path / "old"
+    model.save(str(path), save_anndata=True)
+    state = torch.load(path / "model.pt", weights_only=False)
+    state["model_state_dict"].pop("likelihood_weights")
+    torch.save(state, path / "model.pt")
+    loaded = MultimodalAmortizedLDA.load(str(path))
+    np.testing.assert_allclose(loaded.get_likelihood_weights().to_numpy(), expected, rtol=1e-6)

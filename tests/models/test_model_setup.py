@@ -230,6 +230,44 @@ def test_inferred_likelihoods_are_logged(helpers, caplog):
     assert "gamma_poisson" in text and "bernoulli" in text
 
 
+def test_chromatin_counts_inferred_multinomial(helpers):
+    mods, _ = helpers.modalities()
+    mods["atac"].X = mods["atac"].X * 2.0  # counts, not binary
+    model = MultimodalAmortizedLDA.from_data(md.MuData(mods), layers={"rna": "counts"},
+                                             n_topics=3, n_hidden=8)
+    assert model.likelihoods == ["gamma_poisson", "multinomial", "multinomial"]
+
+
+def test_default_names_without_matching_metadata(helpers):
+    mods, _ = helpers.modalities()
+    X = _expected_matrix(mods)
+    adata = ad.AnnData(X, obs=mods["rna"].obs.copy())
+    MultimodalAmortizedLDA.setup_anndata(adata)  # metadata lists one modality
+    model = MultimodalAmortizedLDA(adata, list(helpers.n_features),
+                                   ["multinomial"] * 3, n_topics=3, n_hidden=8)
+    assert model.modality_names == ["0", "1", "2"]
+    assert model.get_feature_topic_dist("1", n_samples=None).shape == (8, 3)
+    assert model.get_feature_topic_dist(1, n_samples=None).shape == (8, 3)
+
+
+def test_encoder_scale_none_uses_median_library(helpers):
+    """``encoder_scale_factor=None`` equals passing the median library size of the cells."""
+    import scvi
+
+    adata = helpers.rna()
+    lib = adata.layers["counts"].sum(1)
+    median = float(np.median(lib[lib > 0]))
+    thetas = []
+    for factor in (None, median, 1e6):
+        scvi.settings.seed = 0
+        model = MultimodalAmortizedLDA.from_data(adata.copy(), layers="counts", n_topics=3,
+                                                 n_hidden=8, encoder_scale_factor=factor)
+        assert model.encoder_scale_factor == factor
+        thetas.append(model.get_cell_topic_dist(n_samples=None))
+    np.testing.assert_allclose(thetas[0], thetas[1], atol=1e-6)
+    assert not np.allclose(thetas[0], thetas[2], atol=1e-4)
+
+
 def test_explicit_arguments_override_metadata(helpers):
     mdata = helpers.mudata()
     model = MultimodalAmortizedLDA.from_data(
