@@ -235,3 +235,17 @@ def test_predict_pre_concatenated_anndata(helpers):
     pred = model.predict(query)
     assert list(pred.index) == list(query.obs_names)
     np.testing.assert_allclose(pred.to_numpy(), model.get_cell_topic_dist()[:20], atol=1e-2)
+
+
+def test_predict_spatialdata_table(helpers):
+    spatialdata = pytest.importorskip("spatialdata")
+    model = MultimodalAmortizedLDA.from_data(helpers.rna(), layers="counts", n_topics=3,
+                                             n_hidden=8)
+    helpers.perturb(model)
+    query = helpers.rna(seed=2, n_cells=30)
+    query.obs_names = [f"q{i}" for i in range(30)]
+    pred = model.predict(spatialdata.SpatialData(tables={"table": query}))
+    assert pred.shape == (30, 3)
+    assert list(pred.index) == list(query.obs_names)
+    direct = model.predict(query.copy())
+    np.testing.assert_allclose(pred.to_numpy(), direct.to_numpy(), atol=1e-6)

@@ -102,6 +102,7 @@ def test_original_and_loaded_models_keep_training(build_model, tmp_path):
     "(KeyError '_indices'); the model class must map a set-up MuData to its flattened "
     "AnnData in _validate_anndata (_model.py)",
     strict=True,
+    raises=KeyError,
 )
 def test_load_with_mudata(build_model, helpers, tmp_path):
     model = build_model(partial=False, train=False)
@@ -244,6 +245,7 @@ def test_clear_metric_cache(build_model, helpers):
     "(load_state_dict: missing key) instead of recomputing w_m (spec 3.7); the module needs "
     "a state-dict hook (module/_module.py)",
     strict=True,
+    raises=RuntimeError,
 )
 def test_load_checkpoint_without_likelihood_weights(build_model, tmp_path):
     model = build_model(partial=False, train=False, likelihood_weight_mode="inverse_features")

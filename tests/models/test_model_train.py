@@ -155,6 +155,7 @@ def test_kl_schedule_logged_and_applied(build_model, kl_weight, plan_kwargs, epo
     "module in eval mode: scvi's TrainRunner/load leave module.eval() and the plan never "
     "calls module.train() (_model.py / _training_plan.py)",
     strict=True,
+    raises=AssertionError,
 )
 def test_second_train_call_uses_training_mode(build_model):
     model = build_model(partial=False, train=False)
