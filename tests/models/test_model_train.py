@@ -52,7 +52,8 @@ def _spy_kl(model):
 
 def test_history_metrics(build_model):
     model = build_model(partial=True, train=False)
-    model.train(max_epochs=2, batch_size=64, **QUIET)
+    # early stopping monitors elbo_validation, which must exist from the first epoch
+    model.train(max_epochs=2, batch_size=64, early_stopping=True, **QUIET)
     hist = model.history
     for key in ("elbo_train", "elbo_validation", "elbo_val", "kl_weight"):
         assert key in hist, key
@@ -90,6 +91,28 @@ def test_validation_size_and_train_size_one(build_model):
     assert len(model.train_indices) == pytest.approx(0.7 * n, abs=1)
     assert len(model.validation_indices) == pytest.approx(0.2 * n, abs=1)
     assert len(model.test_indices) == pytest.approx(0.1 * n, abs=1)
+
+
+def test_full_batch_training(build_model):
+    model = build_model(partial=True, train=False)
+    before = model.get_cell_topic_dist(n_samples=None)
+    model.train(max_epochs=2, batch_size=None, train_size=1.0, **QUIET)
+    assert model.is_trained and len(model.history["elbo_train"]) == 2
+    after = model.get_cell_topic_dist(n_samples=None)
+    assert np.all(np.isfinite(after)) and not np.allclose(before, after, atol=1e-5)
+
+
+@pytest.mark.parametrize("global_dispersion", [True, False])
+def test_learned_dispersion_reports_size(build_model, global_dispersion):
+    model = build_model(partial=False, train=False, learnable_dispersion=True,
+                        global_dispersion=global_dispersion)
+    size = model.get_learned_dispersion("rna")
+    assert size.shape == ((1,) if global_dispersion else (30,))
+    # q(d) = LogNormal(0, 0.1) at initialisation: E[1/d²] = exp(2 · 0.1²)
+    np.testing.assert_allclose(size, np.exp(2 * 0.1**2), rtol=1e-5)
+    fixed = build_model(partial=False, train=False, dispersion_rna=2.5)
+    np.testing.assert_allclose(fixed.get_learned_dispersion("rna"), [2.5])
+    assert fixed.get_learned_dispersion()["rna"].shape == (1,)
 
 
 def test_lr_merges_into_optim_kwargs(build_model):
