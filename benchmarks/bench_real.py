@@ -18,6 +18,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
 from _common import machine, quiet, row, single_thread
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -15,6 +15,7 @@ import argparse
 import time
 
 import numpy as np
+
 from _common import machine, quiet, row, single_thread, timer
 
 MODALITIES = ("rna", "protein", "atac")

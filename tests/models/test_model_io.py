@@ -96,14 +96,6 @@ def test_original_and_loaded_models_keep_training(build_model, tmp_path):
     assert np.isfinite(loaded.get_elbo())
 
 
-@pytest.mark.xfail(
-    reason="load(adata=mdata): scvi's BaseModelClass.load ends with "
-    "model._validate_anndata(mdata), which tries an AnnData registry transfer on the MuData "
-    "(KeyError '_indices'); the model class must map a set-up MuData to its flattened "
-    "AnnData in _validate_anndata (_model.py)",
-    strict=True,
-    raises=KeyError,
-)
 def test_load_with_mudata(build_model, helpers, tmp_path):
     model = build_model(partial=False, train=False)
     helpers.perturb(model)
@@ -240,13 +232,6 @@ def test_clear_metric_cache(build_model, helpers):
                            atol=1e-6)
 
 
-@pytest.mark.xfail(
-    reason="A checkpoint without the 'likelihood_weights' buffer fails to load "
-    "(load_state_dict: missing key) instead of recomputing w_m (spec 3.7); the module needs "
-    "a state-dict hook (module/_module.py)",
-    strict=True,
-    raises=RuntimeError,
-)
 def test_load_checkpoint_without_likelihood_weights(build_model, tmp_path):
     model = build_model(partial=False, train=False, likelihood_weight_mode="inverse_features")
     expected = model.get_likelihood_weights().to_numpy()

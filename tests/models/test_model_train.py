@@ -173,13 +173,6 @@ def test_kl_schedule_logged_and_applied(build_model, kl_weight, plan_kwargs, epo
     assert model.module.current_kl_weight == pytest.approx(kl_weight)
 
 
-@pytest.mark.xfail(
-    reason="A second train() call, or train() on a loaded model, runs every step with the "
-    "module in eval mode: scvi's TrainRunner/load leave module.eval() and the plan never "
-    "calls module.train() (_model.py / _training_plan.py)",
-    strict=True,
-    raises=AssertionError,
-)
 def test_second_train_call_uses_training_mode(build_model):
     model = build_model(partial=False, train=False)
     model.train(max_epochs=1, batch_size=64, train_size=1.0, **QUIET)

@@ -10,7 +10,6 @@ import pandas as pd
 import torch
 from scvi import settings
 
-from ..data import INDICES_KEY
 from ..module import EncodedCells
 
 MODULE_BATCH_ARGS = ("x", "ind", "cat", "cont", "extra")
@@ -36,20 +35,9 @@ class InferenceMixin:
         finally:
             self.module.train(was_training)
 
-    def _validated(self, adata=None):
-        """scvi's ``_validate_anndata`` (registry transfer), after giving a query AnnData the
-        ``_indices`` column that the registry needs.
-
-        This is a helper rather than an override of ``_validate_anndata``: ``BaseModelClass``
-        precedes this mixin in the model's MRO, so an override here would never run.
-        """
-        if adata is not None and INDICES_KEY not in adata.obs:
-            adata.obs[INDICES_KEY] = np.arange(adata.n_obs, dtype=np.int64)
-        return self._validate_anndata(adata)
-
     def _batches(self, adata=None, indices=None, batch_size=None) -> Iterator[tuple]:
         """Yield the module arguments ``(x, ind, cat, cont, extra)`` on the model's device."""
-        adata = self._validated(adata)
+        adata = self._validate_anndata(adata)
         loader = self._make_data_loader(
             adata=adata, indices=indices, batch_size=batch_size or settings.batch_size,
             shuffle=False,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.model.base import BaseModelClass, PyroSviTrainMixin
 
+from ..data import INDICES_KEY
 from ..data import _stats as stats
 from ..data._modalities import normalize_likelihood
 from ..module import ModuleConfig, MultimodalLDAModule
@@ -314,6 +316,14 @@ class MultimodalAmortizedLDA(
             )
         self.train(**train_kwargs)
         return self
+
+    def _validate_anndata(self, adata=None, copy_if_view: bool = True):
+        """scvi's registry check, accepting a set-up MuData and a query without ``_indices``."""
+        if adata is not None and not isinstance(adata, AnnData):
+            adata = registered_anndata(adata)
+        if adata is not None and INDICES_KEY not in adata.obs:
+            adata.obs[INDICES_KEY] = np.arange(adata.n_obs, dtype=np.int64)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view)
 
     def clear_metric_cache(self) -> None:
         """Empty the cache of query results (spec §5.10)."""

@@ -102,6 +102,9 @@ class TopicTrainingPlan(PyroTrainingPlan):
         self._n_obs_training = n_obs
 
     def on_train_epoch_start(self):
+        # scvi's runner and load() leave the module in eval mode; training needs dropout
+        # and batch statistics.
+        self.module.train()
         self.module.current_kl_weight = self.kl_weight
         self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True)
 

@@ -257,6 +257,13 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                     return f" in the global parameter {pname!r} of modality {names[m]!r}"
         return " (encoders and parameters are finite: a likelihood term overflowed)"
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before likelihood weights were saved: recompute them (§3.7).
+        key = prefix + "likelihood_weights"
+        if key not in state_dict:
+            state_dict[key] = self.likelihood_weights.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def on_load(self, model, **kwargs):
         """Load hook: every parameter is in the state dict, so nothing else is restored.
 
