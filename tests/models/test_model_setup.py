@@ -187,6 +187,10 @@ def test_mudata_old_and_new_names_merge_with_warning(helpers):
             mdata, modality_order=["rna", "atac"], modalities=["rna", "protein"]
         )
     assert names == ["rna", "protein"] and counts == [30, 8]  # the new name wins
+    meta = mdata.uns["_multimodal_setup"]
+    assert list(meta["modality_order"]) == ["rna", "protein"]
+    assert [int(c) for c in meta["feat_counts"]] == [30, 8]
+    assert meta["setup_method"] == "separate_modalities"
 
 
 def test_covariate_found_in_modality_obs(helpers):

@@ -61,6 +61,8 @@ def test_history_metrics(build_model):
         assert np.all(np.isfinite(hist[key].to_numpy(dtype=float))), key
     np.testing.assert_allclose(hist["elbo_val"].to_numpy(dtype=float),
                                hist["elbo_validation"].to_numpy(dtype=float))
+    for key in ("entropy_mean_val", "topic_variance_mean_val"):  # both weights are > 0
+        assert key in hist and len(hist[key]) == 2, key
     train = hist["elbo_train"].to_numpy(dtype=float)
     val = hist["elbo_validation"].to_numpy(dtype=float)
     # both are per-cell losses on the same scale (not inflated by N_train / N_val)
