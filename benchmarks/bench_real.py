@@ -89,26 +89,23 @@ def main() -> None:
 
     print(f"# bench_real: seeds {args.seeds}; {machine()}")
     rna, clusters = load_pbmc()
-    k = 6
-    for seed in args.seeds:
-        for label, theta in (
-            ("ours", fit_ours(rna, k, seed, args.epochs)),
-            ("sklearn LDA", fit_sklearn(rna, k, seed)),
-        ):
-            print(row(f"pbmc200 {label} seed {seed}",
-                      ARI_vs_protein=adjusted_rand_score(clusters, theta.argmax(1)),
-                      dominant=f"{n_dominant(theta)}/{k}"))
+    compare("pbmc200", rna, 6, args,
+            ARI_vs_protein=lambda theta: adjusted_rand_score(clusters, theta.argmax(1)))
     adata, graph = load_visium()
-    k = 8
+    compare("visium brain", adata, 8, args,
+            mean_morans_I=lambda theta: float(np.mean(morans_i(theta, graph))))
+
+
+def compare(name: str, adata, k: int, args, **scores) -> None:
+    """Fit ours and scikit-learn's LDA for every seed and print each score."""
     for seed in args.seeds:
         for label, theta in (
             ("ours", fit_ours(adata, k, seed, args.epochs)),
             ("sklearn LDA", fit_sklearn(adata, k, seed)),
         ):
-            print(row(f"visium brain {label} seed {seed}",
-                      mean_morans_I=float(np.mean(morans_i(theta, graph))),
+            values = {key: fn(theta) for key, fn in scores.items()}
+            print(row(f"{name} {label} seed {seed}", **values,
                       dominant=f"{n_dominant(theta)}/{k}"))
-
 
 if __name__ == "__main__":
     main()
