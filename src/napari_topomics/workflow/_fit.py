@@ -1,0 +1,263 @@
+"""The whole fitting job on a tissue: read, prepare, train, summarise.
+
+The CLI and the napari plugin both run this, so a tissue fitted from either gives the same
+results for the same options and seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..io._errors import TopomicsInputError
+from ._device import resolve_device
+
+if TYPE_CHECKING:
+    from ..io._inputs import TissueInput
+    from ..io._results import TopicResults
+    from ..models import MultimodalAmortizedLDA
+    from ._progress import ProgressEvent
+
+
+@dataclass
+class FitConfig:
+    """Options of one fitting run (what the CLI flags and the plugin's widget set).
+
+    Attributes
+    ----------
+    table, element, coordinate_system
+        Which table of the store, which spatial element it annotates, and in which
+        coordinate system cell positions are taken (None: the only/default choice).
+    modalities, modality_key, layers, mudata
+        How the table's features split into modalities (see
+        :func:`napari_topomics.io.load_tissue_input`).
+    likelihoods
+        ``{modality: likelihood}`` overrides; the rest are inferred from the data.
+    n_topics, n_epochs, batch_size
+        Topics to find, training epochs, cells per minibatch.
+    spatial
+        Fit the spatial (graph-encoder) model.
+    device, seed, threads
+        ``"auto"``/``"cpu"``/``"cuda"``/``"mps"``; random seed; torch CPU threads (None:
+        torch's default).
+    run_name, n_top
+        Name of the run in the store; top features kept per topic and modality.
+    model_kwargs
+        Further :class:`~napari_topomics.models.MultimodalAmortizedLDA` arguments.
+    """
+
+    table: str | None = None
+    element: str | None = None
+    coordinate_system: str | None = None
+    modalities: Sequence[str] | Mapping[str, str] | None = None
+    modality_key: str | None = None
+    layers: Mapping[str, str] | None = None
+    mudata: str | Path | None = None
+    likelihoods: Mapping[str, str] | None = None
+    n_topics: int = 10
+    n_epochs: int = 100
+    batch_size: int = 128
+    spatial: bool = False
+    device: str = "auto"
+    seed: int = 0
+    threads: int | None = None
+    run_name: str = "topomics"
+    n_top: int = 20
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Check the plain option values before any data is read."""
+        for name in ("n_topics", "n_epochs", "batch_size", "n_top"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TopomicsInputError(f"{name} must be a positive integer, got {value!r}.")
+        if self.n_topics < 2:
+            raise TopomicsInputError(f"n_topics must be at least 2, got {self.n_topics}.")
+        if self.threads is not None and self.threads < 1:
+            raise TopomicsInputError(f"threads must be at least 1, got {self.threads}.")
+        if self.spatial:
+            raise TopomicsInputError(
+                "spatial fitting (graph encoders over the cell-neighbour graph) is not "
+                "available in this version yet; fit without --spatial."
+            )
+        resolve_device(self.device)
+        from ..io._store import validate_run_name
+
+        validate_run_name(self.run_name)
+
+
+@dataclass
+class FitOutcome:
+    """What a fitting run produced.
+
+    Attributes
+    ----------
+    results
+        The run's :class:`~napari_topomics.io.TopicResults`.
+    model
+        The trained model.
+    tissue
+        The model input and where it came from.
+    stopped
+        True when training was stopped on request before the last epoch.
+    """
+
+    results: TopicResults
+    model: MultimodalAmortizedLDA
+    tissue: TissueInput
+    stopped: bool
+
+
+def prepare_tissue(source, config: FitConfig, source_label: str | None = None) -> TissueInput:
+    """Read ``source`` (a path or a SpatialData object) and build the model input.
+
+    ``source_label`` names where the data came from in the provenance (default: the path,
+    or the SpatialData object's store path).
+    """
+    from ..io._inputs import check_count_modalities, load_tissue_input
+    from ..io._read import read_tissue
+
+    is_path = isinstance(source, str | Path)
+    sdata = read_tissue(source) if is_path else source
+    if source_label is None:
+        where = source if is_path else getattr(sdata, "path", None)
+        source_label = None if where is None else str(where)
+    tissue = load_tissue_input(
+        sdata,
+        config.table,
+        element=config.element,
+        modalities=config.modalities,
+        layers=config.layers,
+        modality_key=config.modality_key,
+        mudata=config.mudata,
+        coordinate_system=config.coordinate_system,
+        source=source_label,
+    )
+    likelihoods = resolve_likelihoods(tissue.modalities, config.likelihoods)
+    check_count_modalities(tissue.data, {m: lik for m, lik in likelihoods.items() if lik})
+    return tissue
+
+
+def resolve_likelihoods(
+    modalities: Sequence[str], overrides: Mapping[str, str] | None
+) -> dict[str, str | None]:
+    """``{modality: likelihood or None (inferred)}``, checking names and values."""
+    from ..data import normalize_likelihood
+
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(modalities))
+    if unknown:
+        raise TopomicsInputError(
+            f"Likelihood given for unknown modality '{unknown[0]}'; modalities: "
+            f"{', '.join(modalities)}."
+        )
+    resolved: dict[str, str | None] = {}
+    for name in modalities:
+        value = overrides.get(name)
+        if value is not None:
+            try:
+                value = normalize_likelihood(value)
+            except (TypeError, ValueError):
+                raise TopomicsInputError(
+                    f"Unknown likelihood '{value}' for modality '{name}': choose one of "
+                    "multinomial, nb (gamma_poisson), bernoulli, gaussian."
+                ) from None
+        resolved[name] = value
+    return resolved
+
+
+def fit_tissue(
+    source,
+    config: FitConfig,
+    *,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    source_label: str | None = None,
+) -> FitOutcome:
+    """Fit the topic model on a tissue and summarise the run.
+
+    Parameters
+    ----------
+    source
+        A SpatialData store or vendor folder path, or a SpatialData object.
+    config
+        The run's options.
+    on_progress
+        Called after every minibatch with a :class:`ProgressEvent`.
+    should_stop
+        Polled after every minibatch; returning True ends training early (the results
+        describe the model as trained so far).
+
+    Returns
+    -------
+    FitOutcome
+    """
+    import scvi
+    import torch
+
+    from ..io._results import TopicResults
+    from ..models import MultimodalAmortizedLDA
+    from ._progress import TrainingMonitor
+
+    config.validate()
+    device = resolve_device(config.device)
+    tissue = prepare_tissue(source, config, source_label)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    scvi.settings.seed = config.seed
+    likelihoods = resolve_likelihoods(tissue.modalities, config.likelihoods)
+    model_kwargs = dict(config.model_kwargs)
+    if any(likelihoods.values()):
+        model_kwargs["likelihoods"] = _complete_likelihoods(tissue, likelihoods)
+    model = MultimodalAmortizedLDA.from_data(
+        tissue.data, n_topics=config.n_topics, **model_kwargs
+    )
+    monitor = TrainingMonitor(on_progress=on_progress, should_stop=should_stop)
+    _quiet_lightning()
+    model.train(
+        max_epochs=config.n_epochs,
+        batch_size=config.batch_size,
+        callbacks=[monitor],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        **device.train_kwargs(),
+    )
+    results = TopicResults.from_model(
+        model,
+        run_name=config.run_name,
+        n_top=config.n_top,
+        region=tissue.element.name,
+        region_key=tissue.element.region_key,
+        instance_key=tissue.element.instance_key,
+        instance_ids=tissue.instance_ids,
+        coordinates=tissue.coordinates,
+        source=tissue.source,
+        table=tissue.table,
+        seed=config.seed,
+        device=device.name,
+    )
+    return FitOutcome(results=results, model=model, tissue=tissue, stopped=monitor.stopped)
+
+
+def _complete_likelihoods(tissue: TissueInput, given: Mapping[str, str | None]) -> list[str]:
+    """The model's ``likelihoods`` list: the user's choices, the inferred rest."""
+    from ..data import block_stats, infer_likelihood
+
+    out = []
+    for name in tissue.modalities:
+        value = given.get(name)
+        if value is None:
+            matrix = tissue.data.mod[name].X
+            value = infer_likelihood(name, block_stats(matrix, slice(0, matrix.shape[1])))
+        out.append(value)
+    return out
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
