@@ -84,9 +84,9 @@ class FitConfig:
                 "available in this version yet; fit without --spatial."
             )
         resolve_device(self.device)
-        from ..io._store import validate_run_name
+        from ..io._results import check_run_name
 
-        validate_run_name(self.run_name)
+        check_run_name(self.run_name)
 
 
 @dataclass
