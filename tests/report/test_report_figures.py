@@ -205,6 +205,16 @@ def test_canvas_paints_the_proportions_of_each_cell():
     assert np.isnan(painted[11, 2:20]).all() and not np.isnan(painted[10, 2:19]).any()
 
 
+def test_a_foreign_segmentation_falls_back_to_the_coordinates():
+    res = make_results()
+    foreign = _labels() + 1000 * (_labels() > 0)  # no id matches the run's cells
+    canvas = make_canvas(res, foreign)
+    assert not canvas.painted
+    assert np.array_equal(canvas.coords, res.coordinates[["x", "y"]].to_numpy())
+    with pytest.raises(TopomicsInputError, match=r"no label id of run 'tiny'.*'cells'"):
+        make_canvas(make_results(with_coords=False), foreign)
+
+
 def test_small_cells_are_not_outlined():
     res = make_results()
     lab = _labels()[::3, ::3]  # cells of ~4 x 6 pixels

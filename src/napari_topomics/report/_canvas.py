@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from ..io._results import TopicResults
 
 __all__ = ["Canvas", "make_canvas"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -143,14 +146,31 @@ def make_canvas(
     """
     n = len(results.proportions)
     ids = results.instance_ids
+    row_index = None
     if labels is not None and ids is not None:
+        painted = paint_cells(labels, ids, np.arange(n), max_size=max_size)
+        row_index = np.where(np.isnan(painted), -1, painted).astype(np.int64)
+        found = np.unique(row_index[row_index >= 0]).size
+        if found == 0:
+            logger.warning(
+                "None of the %d instance ids of run %r is in the labels raster; %s", n,
+                results.run_name, "scattering the coordinates instead" if
+                results.coordinates is not None else "the maps cannot be painted",
+            )
+            row_index = None
+            if results.coordinates is None:
+                raise TopomicsInputError(
+                    f"no label id of run {results.run_name!r} appears in the labels raster "
+                    f"(ids {np.asarray(ids)[:3].tolist()}...); pass the segmentation of "
+                    f"element {results.region!r}"
+                )
+        elif found < 0.5 * n:
+            logger.warning("Only %d of %d cells appear in the labels raster.", found, n)
+    if row_index is not None:
         shape = tuple(np.shape(labels))
         step = raster_stride(shape, max_size)
-        painted = paint_cells(labels, ids, np.arange(n), max_size=max_size)
-        row_index = _outlined(np.where(np.isnan(painted), -1, painted).astype(np.int64))
         h, w = shape[-2:]
-        extent = (0.0, float(w), float(h), 0.0)
-        canvas = Canvas(extent=extent, row_index=row_index)
+        canvas = Canvas(extent=(0.0, float(w), float(h), 0.0), row_index=_outlined(row_index))
     elif results.coordinates is not None:
         xy = results.coordinates[["x", "y"]].to_numpy(dtype=np.float64)
         if xy.shape[0] != n:
