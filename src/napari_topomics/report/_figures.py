@@ -153,7 +153,7 @@ def plot_dominant_topic(
     norm = BoundaryNorm(np.arange(len(names) + 1) - 0.5, len(names))
     codes = results.dominant_topic.cat.codes.to_numpy().astype(np.float64)
     codes[codes < 0] = np.nan
-    fig = _figure(_PANEL_IN * 1.9 + 3.2, _PANEL_IN * 1.9 * min(max(cv.aspect, 0.4), 2.5) + 0.6)
+    fig = _figure(_PANEL_IN * 1.9 + 3.6, _PANEL_IN * 1.9 * min(max(cv.aspect, 0.4), 2.5) + 0.6)
     ax = fig.subplots()
     cv.draw(ax, codes, cmap, norm)
     tops = top_feature_names(results, n=n_label)
@@ -162,9 +162,9 @@ def plot_dominant_topic(
         Patch(color=c, label=f"{t} ({int(counts.get(t, 0))} cells): {', '.join(tops.get(t, []))}")
         for t, c in zip(names, colours, strict=True)
     ]
-    ax.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
-        frameon=False, title="dominant topic: top features", title_fontsize=9,
+    fig.legend(  # "outside": constrained layout makes room for it, however long
+        handles=handles, loc="outside right upper", fontsize=8, frameon=False,
+        title="dominant topic: top features", title_fontsize=9,
     )
     ax.set_title("Dominant topic per cell", fontsize=12)
     return _save(fig, out_dir, "dominant_topic.png")
