@@ -92,13 +92,11 @@ def _layer_per_modality(layers: Layers, names: Sequence[str], where: str) -> dic
         raise TopomicsInputError(
             f"layers must be a layer name or a mapping modality -> layer, got {layers!r}."
         )
-    unknown = [k for k in layers if k not in names]
-    if unknown:
-        raise TopomicsInputError(
-            f"layers names modality {unknown[0]!r}, which is not among the modalities of "
-            f"{where}: {list(names)}."
-        )
-    return {n: layers.get(n) for n in names}
+    out: dict[str, str | None] = dict.fromkeys(names)
+    for key, layer in layers.items():
+        # a key may be a modality name or a synonym of its kind ("RNA", "adt")
+        out[pick_modalities([str(key)], names, f"{where} (layers=)")[0]] = layer
+    return out
 
 
 def _single_name(modalities, table_name: str) -> str:

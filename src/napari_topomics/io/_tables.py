@@ -133,7 +133,10 @@ def list_tables(sdata: SpatialData) -> list[TableInfo]:
     for name, table in sdata.tables.items():
         regions, _, _ = _annotated_regions(table)
         key = find_modality_key(table)
-        blocks = tuple(modality_blocks(table, key, name)) if key is not None else ()
+        try:
+            blocks = tuple(modality_blocks(table, key, name)) if key is not None else ()
+        except TopomicsInputError:  # a broken column is reported when the table is used
+            blocks = ()
         out.append(
             TableInfo(
                 name=str(name),
