@@ -223,7 +223,6 @@ def fit_tissue(
         callbacks=[monitor],
         enable_progress_bar=False,
         enable_model_summary=False,
-        logger=False,
         enable_checkpointing=False,
         **device.train_kwargs(),
     )
