@@ -126,8 +126,12 @@ def _write_index(
     prov = pd.DataFrame(provenance_rows(results), columns=["field", "value"]).set_index("field")
     prov.index.name = "field"
     summary, tops = _topic_summary(results), _top_table(results, n_top)
-    caption = {p.name: _CAPTIONS.get(p.name, f"Top features per topic ({p.stem[13:]}).")
-               for p in figures}
+    caption = {
+        p.name: _CAPTIONS.get(
+            p.name, f"Top features per topic ({p.stem.removeprefix('top_features_')})."
+        )
+        for p in figures
+    }
 
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
