@@ -1,0 +1,131 @@
+"""The "Cell readout" dock: click a cell to read its topic mix and modality weights."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from ._colouring import match_positions, topic_palette
+from ._follow import ResultsFollower
+from ._mpl import figure_canvas, style_axes
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Layer
+
+__all__ = ["CellReadoutWidget", "clicked_instance"]
+
+_HINT = "Click a cell of the topic map to read its topic mix and modality weights."
+
+
+def clicked_instance(layer: Layer, event: Any) -> Any | None:
+    """The instance id (label id, or the ``index`` feature of a point/shape) under a click."""
+    value = layer.get_value(
+        event.position,
+        view_direction=getattr(event, "view_direction", None),
+        dims_displayed=getattr(event, "dims_displayed", None),
+        world=True,
+    )
+    kind = type(layer).__name__.lower()
+    if isinstance(value, tuple):  # multiscale labels: (level, value); shapes: (shape, vertex)
+        value = value[0] if kind == "shapes" else value[-1]
+    if value is None or (kind == "labels" and int(value) == 0):
+        return None
+    if kind == "labels":
+        return int(value)
+    features = layer.features
+    if "index" in features.columns and 0 <= int(value) < len(features):
+        return features["index"].iloc[int(value)]
+    return None
+
+
+class CellReadoutWidget(QWidget, ResultsFollower):
+    """Topic proportions and modality weights of the last clicked cell.
+
+    Parameters
+    ----------
+    napari_viewer
+        The viewer; a mouse-press callback on it reads the cell under the cursor on the
+        shown result layer.
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.text = QLabel(_HINT)
+        self.text.setWordWrap(True)
+        self.canvas, self.theme = figure_canvas(napari_viewer, 4.0, 3.0)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.text)
+        layout.addWidget(self.canvas)
+        self.cell: dict[str, Any] | None = None
+        self._follow(napari_viewer)
+        napari_viewer.mouse_drag_callbacks.append(self._on_click)
+        self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
+
+    def _disconnect(self, viewer: napari.Viewer) -> None:
+        if self._on_click in viewer.mouse_drag_callbacks:
+            viewer.mouse_drag_callbacks.remove(self._on_click)
+
+    def _on_click(self, viewer: napari.Viewer, event: Any) -> None:
+        if getattr(event, "type", "mouse_press") != "mouse_press" or self.layer is None:
+            return
+        instance = clicked_instance(self.layer, event)
+        if instance is not None:
+            self.show_cell(instance)
+
+    def refresh(self) -> None:
+        """A new layer or run: forget the last cell."""
+        self.cell = None
+        self.text.setText(_HINT if self.results is not None else "No topic model run in the "
+                          "viewer.")
+        self.canvas.figure.clear()
+        self.canvas.draw_idle()
+
+    def show_cell(self, instance_id: Any) -> dict[str, Any] | None:
+        """Show the cell with this instance (label) id; None when the run lacks it."""
+        results = self.results
+        if results is None:
+            return None
+        row = int(match_positions(results, np.asarray([instance_id]))[0])
+        if row < 0:
+            self.cell = None
+            self.text.setText(f"Cell {instance_id} is not in run {results.run_name!r}.")
+            return None
+        props = results.proportions.iloc[row]
+        weights = results.modality_weights.iloc[row]
+        self.cell = {
+            "instance_id": instance_id,
+            "obs_name": str(results.proportions.index[row]),
+            "proportions": {str(k): float(v) for k, v in props.items()},
+            "modality_weights": {str(k): float(v) for k, v in weights.items()},
+            "dominant_topic": str(results.dominant_topic.iloc[row]),
+            "topic_entropy": float(results.topic_entropy.iloc[row]),
+        }
+        self._draw(self.cell, results.n_topics)
+        return self.cell
+
+    def _draw(self, cell: dict[str, Any], n_topics: int) -> None:
+        mix = ", ".join(f"{k} {v:.2f}" for k, v in cell["proportions"].items())
+        weights = ", ".join(f"{k} {v:.2f}" for k, v in cell["modality_weights"].items())
+        self.text.setText(
+            f"<b>{cell['obs_name']}</b> (id {cell['instance_id']}): dominant "
+            f"{cell['dominant_topic']}, entropy {cell['topic_entropy']:.2f} nats<br>"
+            f"topics: {mix}<br>weights: {weights}"
+        )
+        figure = self.canvas.figure
+        figure.clear()
+        top, bottom = figure.subplots(2, 1, height_ratios=[max(n_topics, 2), 2])
+        for ax in (top, bottom):
+            style_axes(ax, self.theme)
+        topics = list(cell["proportions"])
+        top.barh(topics[::-1], list(cell["proportions"].values())[::-1],
+                 color=topic_palette(n_topics)[::-1])
+        top.set_xlim(0, 1)
+        top.set_title("topic mix", fontsize=9)
+        mods = list(cell["modality_weights"])
+        bottom.barh(mods[::-1], list(cell["modality_weights"].values())[::-1], color="0.6")
+        bottom.set_xlim(0, 1)
+        bottom.set_title("modality weights", fontsize=9)
+        self.canvas.draw_idle()

@@ -1,0 +1,236 @@
+"""What a run's cells are coloured by, and the colours: palettes, colormaps, feature tables.
+
+Pure computation on a :class:`~napari_topomics.io._results.TopicResults`; the only napari
+object built here is the labels layer's ``DirectLabelColormap``. Nothing refits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..io._errors import TopomicsInputError
+
+if TYPE_CHECKING:
+    from napari.utils.colormaps import DirectLabelColormap
+
+    from ..io._results import TopicResults
+
+__all__ = [
+    "DOMINANT",
+    "TOPIC_CMAP",
+    "TRANSPARENT",
+    "WEIGHT_CMAP",
+    "WEIGHT_PREFIX",
+    "Colouring",
+    "colouring_choices",
+    "colouring_label",
+    "compute_colouring",
+    "labels_colormap",
+    "match_positions",
+    "results_features",
+    "topic_palette",
+    "topic_titles",
+]
+
+DOMINANT = "dominant_topic"
+WEIGHT_PREFIX = "weight:"
+TOPIC_CMAP = "viridis"
+WEIGHT_CMAP = "cividis"
+TRANSPARENT = np.zeros(4, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Colouring:
+    """The colours of one choice of what to paint.
+
+    Attributes
+    ----------
+    what
+        ``"dominant_topic"``, a topic name, or ``"weight:<modality>"``.
+    kind
+        ``"categorical"`` (dominant topic) or ``"continuous"``.
+    title
+        Human-readable name of what is shown.
+    colors
+        RGBA in [0, 1], one row per cell of the results (same order).
+    categories, category_colors
+        Categorical only: the topic names and their RGBA colours.
+    cmap, vmin, vmax, values
+        Continuous only: matplotlib colormap name, colour range, and each cell's value.
+    """
+
+    what: str
+    kind: str
+    title: str
+    colors: np.ndarray
+    categories: tuple[str, ...] = ()
+    category_colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    cmap: str | None = None
+    vmin: float = 0.0
+    vmax: float = 1.0
+    values: np.ndarray | None = None
+
+
+def colouring_choices(results: TopicResults) -> list[str]:
+    """Everything a run can be coloured by: dominant topic, each topic, each modality weight."""
+    return [
+        DOMINANT,
+        *results.topic_names,
+        *(f"{WEIGHT_PREFIX}{m}" for m in results.modality_names),
+    ]
+
+
+def colouring_label(what: str) -> str:
+    """Human-readable text for a colouring choice (used in pickers and titles)."""
+    if what == DOMINANT:
+        return "Dominant topic"
+    if what.startswith(WEIGHT_PREFIX):
+        return f"{what[len(WEIGHT_PREFIX):]} weight"
+    return f"{what} proportion"
+
+
+def topic_palette(n: int) -> np.ndarray:
+    """``n`` distinct opaque RGBA colours: tab10, tab20, then evenly spaced hues."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        colors = colormaps["tab10"](np.arange(n))
+    elif n <= 20:
+        colors = colormaps["tab20"](np.arange(n))
+    else:
+        colors = colormaps["hsv"](np.linspace(0.0, 1.0, n, endpoint=False))
+    return np.asarray(colors, dtype=np.float32)
+
+
+def _continuous(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> np.ndarray:
+    from matplotlib import colormaps
+
+    span = vmax - vmin if vmax > vmin else 1.0
+    scaled = np.clip((values - vmin) / span, 0.0, 1.0)
+    return np.asarray(colormaps[cmap](scaled), dtype=np.float32)
+
+
+def compute_colouring(
+    results: TopicResults,
+    what: str = DOMINANT,
+    *,
+    topic_cmap: str = TOPIC_CMAP,
+    weight_cmap: str = WEIGHT_CMAP,
+) -> Colouring:
+    """The colours of every cell of ``results`` for one choice of what to paint.
+
+    Topic proportions use the range ``[0, max]`` (0 means absent); modality weights use
+    their ``[min, max]`` so small differences between modalities show.
+
+    Raises
+    ------
+    TopomicsInputError
+        For a choice that is not in :func:`colouring_choices`.
+    """
+    choices = colouring_choices(results)
+    if what not in choices:
+        raise TopomicsInputError(
+            f"Cannot colour run {results.run_name!r} by {what!r}; choose one of {choices}."
+        )
+    if what == DOMINANT:
+        palette = topic_palette(results.n_topics)
+        codes = results.dominant_topic.cat.codes.to_numpy()
+        return Colouring(
+            what, "categorical", colouring_label(what), palette[codes],
+            categories=tuple(results.topic_names), category_colors=palette,
+        )
+    if what.startswith(WEIGHT_PREFIX):
+        values = results.modality_weights[what[len(WEIGHT_PREFIX):]].to_numpy(np.float64)
+        cmap, vmin = weight_cmap, float(values.min()) if values.size else 0.0
+    else:
+        values = results.proportions[what].to_numpy(np.float64)
+        cmap, vmin = topic_cmap, 0.0
+    vmax = float(values.max()) if values.size else vmin
+    if vmax <= vmin:
+        vmax = vmin + 1e-6
+    return Colouring(
+        what, "continuous", colouring_label(what), _continuous(values, cmap, vmin, vmax),
+        cmap=cmap, vmin=vmin, vmax=vmax, values=values,
+    )
+
+
+def _require_ids(results: TopicResults) -> np.ndarray:
+    if results.instance_ids is None:
+        raise TopomicsInputError(
+            f"Run {results.run_name!r} has no instance ids (label ids of its cells), so it "
+            "cannot be painted on labels; it can only be shown as points at its coordinates."
+        )
+    return np.asarray(results.instance_ids)
+
+
+def labels_colormap(results: TopicResults, colouring: Colouring) -> DirectLabelColormap:
+    """A labels colormap giving each cell's label id its colour; other ids transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    ids = _require_ids(results)
+    color_dict: dict[int | None, np.ndarray] = {None: TRANSPARENT}
+    for label, rgba in zip(ids.tolist(), colouring.colors, strict=True):
+        color_dict[int(label)] = rgba
+    color_dict[0] = TRANSPARENT  # background stays see-through whatever the table says
+    return DirectLabelColormap(color_dict=color_dict)
+
+
+def match_positions(results: TopicResults, element_ids) -> np.ndarray:
+    """Row of ``results`` for each of ``element_ids`` (-1 where the run has no such cell)."""
+    from ..io._tables import match_ids
+
+    ids = pd.Index(_require_ids(results))
+    return match_ids(ids, np.asarray(element_ids))
+
+
+def results_features(results: TopicResults) -> pd.DataFrame:
+    """The per-cell table for ``layer.features``: ``index`` (label ids) and every value.
+
+    Columns: ``index``, the topic proportions, ``dominant_topic``, ``topic_entropy`` and
+    ``weight_<modality>``; one row per cell of the run.
+    """
+    frame = pd.DataFrame(index=pd.RangeIndex(len(results.proportions)))
+    if results.instance_ids is not None:
+        frame["index"] = np.asarray(results.instance_ids)
+    else:
+        frame["index"] = np.arange(len(results.proportions))
+    for name in results.topic_names:
+        frame[name] = results.proportions[name].to_numpy()
+    frame["dominant_topic"] = pd.Categorical(
+        results.dominant_topic.astype(str).to_numpy(), categories=results.topic_names
+    )
+    frame["topic_entropy"] = results.topic_entropy.to_numpy()
+    for mod in results.modality_names:
+        frame[f"weight_{mod}"] = results.modality_weights[mod].to_numpy()
+    return frame
+
+
+def topic_titles(
+    results: TopicResults, modality: str | None = None, n: int = 3
+) -> dict[str, str]:
+    """``{topic: "topic_k: f1, f2, f3"}`` naming each topic by its top features.
+
+    ``modality`` defaults to the run's first modality that has top features.
+    """
+    mods = [m for m in results.modality_names if m in results.top_features]
+    if modality is None:
+        modality = mods[0] if mods else None
+    elif modality not in results.top_features:
+        raise TopomicsInputError(
+            f"Run {results.run_name!r} has no top features for modality {modality!r}; "
+            f"modalities: {mods}."
+        )
+    out = {}
+    for topic in results.topic_names:
+        if modality is None:
+            out[topic] = topic
+            continue
+        frame = results.top_features[modality]
+        rows = frame[frame["topic"] == topic].sort_values("rank").head(n)
+        names = ", ".join(str(f) for f in rows["feature"])
+        out[topic] = f"{topic}: {names}" if names else topic
+    return out
