@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from napari_topomics.io._errors import TopomicsInputError
+from napari_topomics.io._results import TopicResults
 from napari_topomics.report import (
     labels_raster,
     paint_cells,
@@ -21,42 +19,6 @@ from napari_topomics.report import (
 )
 from napari_topomics.report._canvas import make_canvas
 from napari_topomics.report._figures import _heatmap_matrix, elbo_curves, topic_palette
-
-try:
-    from napari_topomics.io._results import TopicResults
-except ImportError:  # the results helper's class has not landed: a contract-shaped stand-in
-
-    @dataclass
-    class TopicResults:  # type: ignore[no-redef]
-        run_name: str
-        proportions: pd.DataFrame
-        modality_weights: pd.DataFrame
-        top_features: dict
-        elbo_history: pd.DataFrame
-        provenance: dict
-        region: str | None = None
-        region_key: str = "region"
-        instance_key: str = "instance_id"
-        instance_ids: np.ndarray | None = None
-        coordinates: pd.DataFrame | None = None
-
-        @property
-        def topic_names(self):
-            return list(self.proportions.columns)
-
-        @property
-        def modality_names(self):
-            return list(self.modality_weights.columns)
-
-        @property
-        def n_topics(self):
-            return self.proportions.shape[1]
-
-        @property
-        def dominant_topic(self):
-            top = self.proportions.idxmax(axis=1)
-            return pd.Series(pd.Categorical(top, categories=self.topic_names), index=top.index)
-
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IDS = np.array([3, 7, 9, 12, 15, 20])  # label ids, deliberately not 1..n
@@ -103,7 +65,6 @@ def make_results(with_ids: bool = True, with_coords: bool = True) -> TopicResult
         "n_topics": 3, "n_epochs": 4, "model_params": {}, "device": "cpu",
         "versions": {"napari-topomics": "0.1.0", "torch": "9.9.9-test"},
     }
-    json.dumps(prov)
     return TopicResults(
         run_name="tiny", proportions=props, modality_weights=weights, top_features=top,
         elbo_history=hist, provenance=prov, region="cells" if with_ids else None,
