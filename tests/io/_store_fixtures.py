@@ -281,3 +281,22 @@ def trained(tissue):
 @pytest.fixture(scope="session")
 def results(trained, tissue):
     return results_for(trained[0], tissue)
+
+
+@pytest.fixture(scope="session")
+def run_template(tmp_path_factory, store_template, results, trained) -> Path:
+    """The tiny store with run ``run1`` (and its model) already written."""
+    from napari_topomics.io._store import write_run
+
+    path = tmp_path_factory.mktemp("with_run") / "tissue.zarr"
+    shutil.copytree(store_template, path)
+    write_run(path, results, model=trained[0])
+    return path
+
+
+@pytest.fixture
+def store_with_run(tmp_path, run_template) -> Path:
+    """A fresh copy of the tiny store holding run ``run1`` with its model."""
+    path = tmp_path / "tissue.zarr"
+    shutil.copytree(run_template, path)
+    return path
