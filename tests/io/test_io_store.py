@@ -161,6 +161,14 @@ def test_foreign_table_is_never_overwritten(store, results, tissue):
         delete_run(store, RUN)
     assert _snapshot(store) == snapshot
     assert list_runs(store) == []
+    junk = store / "tables" / "topomics_junk"  # a stray folder, not even a Zarr group
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    import dataclasses
+
+    with pytest.raises(TopomicsInputError, match="'topomics_junk'.*not a topomics run"):
+        write_run(store, dataclasses.replace(results, run_name="junk"), overwrite=True)
+    assert (junk / "notes.txt").read_text() == "mine"
 
 
 # ---------------------------------------------------------------------- bad input

@@ -94,11 +94,12 @@ def _check_writable(layout: StoreLayout, table: str, run: str) -> None:
 
 
 def _existing_kind(layout: StoreLayout, table: str) -> str | None:
-    """``"run"``/``"foreign"`` if ``tables/<table>`` is on disk, else ``None``."""
+    """``"run"``/``"foreign"`` if ``tables/<table>`` is on disk (any folder), else ``None``."""
     folder = layout.path / "tables" / table
-    if not layout.is_node(folder):
+    if not os.path.lexists(folder):
         return None
-    return "run" if layout.is_node(folder / "uns" / "topomics") else "foreign"
+    run = layout.is_node(folder) and layout.is_node(folder / "uns" / "topomics")
+    return "run" if run else "foreign"
 
 
 class _Locked:
