@@ -104,6 +104,8 @@ class FitJob:
         self._stop = threading.Event()
         self.extra_stop: Callable[[], bool] | None = None
         self.last_event: ProgressEvent | None = None
+        #: Polls answered "stop" (1 when training ended at the first minibatch after Stop).
+        self.stop_polls = 0
 
     def request_stop(self) -> None:
         """Ask training to end after the current minibatch."""
@@ -116,11 +118,11 @@ class FitJob:
 
     def should_stop(self) -> bool:
         """Polled by the training loop after every minibatch."""
-        if self._stop.is_set():
-            return True
         extra = self.extra_stop
-        if extra is not None and extra():
+        if not self._stop.is_set() and extra is not None and extra():
             self._stop.set()
+        if self._stop.is_set():
+            self.stop_polls += 1
             return True
         return False
 
