@@ -55,7 +55,7 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         super().__init__(parent)
         self.text = QLabel(_HINT)
         self.text.setWordWrap(True)
-        self.canvas, self.theme = figure_canvas(napari_viewer, 4.0, 3.0)
+        self.canvas, self.theme = figure_canvas(napari_viewer, 4.0, 2.6)
         layout = QVBoxLayout(self)
         layout.addWidget(self.text)
         layout.addWidget(self.canvas)

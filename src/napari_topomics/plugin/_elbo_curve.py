@@ -58,7 +58,7 @@ class ElboCurveWidget(QWidget, ResultsFollower):
             ax.plot(epochs, values, marker="o" if len(epochs) < 20 else None, markersize=3,
                     label=name.replace("elbo_", ""))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("negative ELBO per cell")
+        ax.set_ylabel("-ELBO per cell")
         legend = ax.legend(fontsize=8, frameon=False)
         for text in legend.get_texts():
             text.set_color(self.theme.text)

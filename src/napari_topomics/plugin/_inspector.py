@@ -41,7 +41,7 @@ class TopicInspectorWidget(QWidget, ResultsFollower):
         self.n_top.setValue(10)
         self.message = QLabel()
         self.message.setWordWrap(True)
-        self.canvas, self.theme = figure_canvas(napari_viewer, 4.0, 3.6)
+        self.canvas, self.theme = figure_canvas(napari_viewer, 4.0, 3.2)
 
         form = QFormLayout()
         form.addRow("Topic", self.topic)

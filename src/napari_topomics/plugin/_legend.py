@@ -75,6 +75,10 @@ class TopicLegendWidget(QWidget, ResultsFollower):
         self.name_by.setToolTip("Modality whose top features name the topics.")
         self.entries_list = QListWidget()
         self.entries_list.setSelectionMode(QListWidget.SelectionMode.NoSelection)
+        self.entries_list.setWordWrap(True)
+        self.entries_list.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.entries_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(320)
         self.colorbar = QLabel()
         self.vmin_label, self.vmax_label = QLabel(), QLabel()
         self.vmax_label.setAlignment(Qt.AlignmentFlag.AlignRight)
@@ -138,8 +142,17 @@ class TopicLegendWidget(QWidget, ResultsFollower):
         if what and what != self.layer.metadata.get(keys.COLOURING):
             color_by(self.layer, what)
 
+    def _fit_height(self) -> None:
+        rows = self.entries_list.count()
+        height = sum(self.entries_list.sizeHintForRow(i) for i in range(rows))
+        self.entries_list.setMaximumHeight(max(height, 20) + 2 * self.entries_list.frameWidth() + 4)
+
     def refresh(self) -> None:
         """Redraw for the shown layer and its colouring."""
+        self._refresh()
+        self._fit_height()
+
+    def _refresh(self) -> None:
         self._set_choices()
         self.entries_list.clear()
         colouring = self.colouring
