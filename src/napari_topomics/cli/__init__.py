@@ -1,4 +1,4 @@
-"""Headless command-line interface: ``topomics <command>``."""
+"""Headless command-line interface: ``napari-topomics fit|report|demo|info``."""
 
 from ._main import main
 

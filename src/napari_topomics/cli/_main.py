@@ -1,35 +1,131 @@
-"""Entry point of the ``topomics`` command."""
+"""Entry point of the ``napari-topomics`` command (also installed as ``topomics``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from ..workflow._device import DEVICE_CHOICES
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_fit_options(parser: argparse.ArgumentParser, *, topics: int, epochs: int) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--topics", type=int, default=topics,
+                       help=f"number of topics (default {topics})")
+    model.add_argument("--epochs", type=int, default=epochs,
+                       help=f"training epochs (default {epochs})")
+    model.add_argument("--batch-size", type=int, default=128,
+                       help="cells per minibatch (default 128)")
+    model.add_argument("--likelihood", action="append", metavar="MOD=LIK",
+                       help="likelihood of a modality: multinomial, nb, bernoulli or gaussian "
+                            "(repeatable; default: inferred from the data)")
+    model.add_argument("--spatial", action=argparse.BooleanOptionalAction, default=False,
+                       help="fit the spatial (graph-encoder) model (default: off)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                     help="training device (default auto: cuda, then mps, then cpu)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for torch (default: torch's choice)")
+    run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    run.add_argument("--top", type=int, default=20,
+                     help="top features kept per topic and modality (default 20)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="topomics",
+        prog="napari-topomics",
         description="Find topics in spatial multi-omics tissue without a screen.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo", help="Fit the model on the bundled demo tissue and print the topics."
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit", help="fit the topic model on a SpatialData store or vendor folder",
+        description="Fit the topic model and write the run into the store (a vendor folder "
+                    "is first converted to a new SpatialData store, see --output).",
     )
-    demo.add_argument("--epochs", type=int, default=60, help="training epochs (default 60)")
-    demo.add_argument("--topics", type=int, default=6, help="number of topics (default 6)")
-    demo.add_argument("--top", type=int, default=8, help="top features per topic (default 8)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    fit.add_argument("path", help="SpatialData zarr store, or a vendor folder (Visium, Xenium...)")
+    data = fit.add_argument_group("data")
+    data.add_argument("--table", help="table to fit (default: the store's only table)")
+    data.add_argument("--element", help="spatial element the table annotates, if several")
+    data.add_argument("--modalities",
+                      help="modalities to use: 'rna,protein' (feature blocks of the table) or "
+                           "'rna=table_rna,protein=table_prot' (one table per modality)")
+    data.add_argument("--modality-key",
+                      help="var column splitting the table's features into modalities "
+                           "(default: feature_types when present)")
+    data.add_argument("--layer", action="append", metavar="MOD=LAYER",
+                      help="take a modality from a layer of the table (repeatable)")
+    data.add_argument("--mudata", help="a .h5mu file beside the store holding the modalities")
+    data.add_argument("--coordinate-system", help="coordinate system of the cell positions")
+    data.add_argument("--output",
+                      help="store to write into when PATH is a vendor folder "
+                           "(default ./<folder name>.zarr)")
+    _add_fit_options(fit, topics=10, epochs=100)
+    fit.add_argument("--run-name", default="topomics",
+                     help="name of the run in the store (default topomics)")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace an existing run of the same name")
+    fit.add_argument("--report", metavar="DIR",
+                     help="also write the run's report (figures + index) into DIR")
+
+    report = sub.add_parser("report", help="write figures and an index page for a run")
+    report.add_argument("store", help="SpatialData store holding the run")
+    report.add_argument("--run", default=None, help="run name (default: the only run)")
+    report.add_argument("--out", default=None,
+                        help="output folder (default ./<store name>_<run>_report)")
+    report.add_argument("--top", type=int, default=10, help="top features shown (default 10)")
+
+    demo = sub.add_parser(
+        "demo", help="fit the bundled demo tissue, write it as a store, and report",
+    )
+    demo.add_argument("--out", default="topomics_demo",
+                      help="output folder for demo.zarr and the report (default ./topomics_demo)")
+    _add_fit_options(demo, topics=6, epochs=60)
+
+    info = sub.add_parser("info", help="what tables, elements, modalities and runs a store holds")
+    info.add_argument("path", help="SpatialData store or vendor folder")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from ._demo import run_demo
+    """Run the command line; returns the exit status (0 success, 2 bad input, 130 stopped).
 
-        run_demo(n_epochs=args.epochs, n_topics=args.topics, n_top=args.top, seed=args.seed)
-    return 0
+    Bad input is reported as one line on stderr; set ``TOPOMICS_DEBUG=1`` for the traceback.
+    """
+    args = build_parser().parse_args(argv)
+    from ..io._errors import TopomicsInputError
+
+    try:
+        if args.command == "fit":
+            from ._fit_command import run_fit
+
+            return run_fit(args)
+        if args.command == "report":
+            from ._report_command import run_report
+
+            return run_report(args)
+        if args.command == "demo":
+            from ._demo import run_demo
+
+            return run_demo(args)
+        from ._info_command import run_info
+
+        return run_info(args)
+    except (TopomicsInputError, ValueError, KeyError, FileNotFoundError, PermissionError) as error:
+        if os.environ.get("TOPOMICS_DEBUG"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"napari-topomics {args.command}: error: {message}".splitlines()[0], file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"napari-topomics {args.command}: aborted; nothing was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

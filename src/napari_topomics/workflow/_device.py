@@ -26,7 +26,7 @@ class Device:
 
     def train_kwargs(self) -> dict:
         """Keyword arguments for ``model.train``."""
-        return {"accelerator": self.accelerator, "devices": 1}
+        return {"accelerator": self.accelerator, "device": "auto"}
 
 
 def available_devices() -> list[str]:

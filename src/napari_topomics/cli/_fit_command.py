@@ -1,0 +1,106 @@
+"""``napari-topomics fit``: fit a store or vendor folder and write the run into a store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..workflow import FitConfig
+from ._args import parse_modalities, parse_pairs
+from ._progress_bar import ProgressBar, StopRequest, stop_on_interrupt
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> FitConfig:
+    """The :class:`FitConfig` the command-line options describe."""
+    values = dict(
+        likelihoods=parse_pairs(args.likelihood, "--likelihood"),
+        n_topics=args.topics,
+        n_epochs=args.epochs,
+        batch_size=args.batch_size,
+        spatial=args.spatial,
+        device=args.device,
+        seed=args.seed,
+        threads=args.threads,
+        n_top=args.top,
+    )
+    values.update(overrides)
+    return FitConfig(**values)
+
+
+def train_with_progress(sdata, config: FitConfig, *, quiet: bool, source_label: str | None):
+    """Fit with a progress bar; the first Ctrl-C stops after the current minibatch."""
+    from ..workflow import fit_tissue
+
+    bar = ProgressBar(description=f"fitting {config.n_topics} topics", disable=quiet)
+    with stop_on_interrupt(StopRequest()) as request:
+        try:
+            outcome = fit_tissue(
+                sdata, config, on_progress=bar, should_stop=request, source_label=source_label
+            )
+        finally:
+            bar.close()
+    return outcome
+
+
+def print_summary(results, n_show: int = 5) -> None:
+    """Top features of each topic in every modality and the mean modality weights."""
+    print(f"\n{results.n_topics} topics over {len(results.proportions)} cells.")
+    for modality, frame in results.top_features.items():
+        print(f"\nTop {modality} features per topic:")
+        for topic, rows in frame.groupby("topic", sort=False):
+            names = rows.sort_values("rank")["feature"].head(n_show)
+            share = float((results.dominant_topic == topic).mean())
+            print(f"  {topic} (dominant in {share:.0%} of cells): {', '.join(map(str, names))}")
+    print("\nMean modality weight per cell:")
+    for name, value in results.modality_weights.mean().items():
+        print(f"  {name}: {value:.3f}")
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Run ``fit``; returns the exit status."""
+    from ..io._destination import check_run_destination
+    from ..io._read import detect_source, read_tissue
+    from ..io._store import write_run
+
+    config = config_from_args(
+        args,
+        table=args.table,
+        element=args.element,
+        coordinate_system=args.coordinate_system,
+        modalities=parse_modalities(args.modalities),
+        modality_key=args.modality_key,
+        layers=parse_pairs(args.layer, "--layer"),
+        mudata=args.mudata,
+        run_name=args.run_name,
+    )
+    config.validate()
+    path = Path(args.path)
+    kind = detect_source(path)
+    if kind == "spatialdata":
+        if args.output is not None:
+            print("note: --output is ignored for a SpatialData store; the run is written "
+                  "into the store itself.", file=sys.stderr)
+        store = path
+    else:
+        store = Path(args.output) if args.output else Path.cwd() / f"{path.name}.zarr"
+    check_run_destination(store, config.run_name, overwrite=args.overwrite)
+    sdata = read_tissue(path)
+    print(f"Read {kind} data from {path}.", file=sys.stderr)
+    outcome = train_with_progress(sdata, config, quiet=args.quiet, source_label=str(path))
+    if outcome.stopped:
+        print("Training stopped on request; nothing was written (the store is unchanged).",
+              file=sys.stderr)
+        return 130
+    if kind != "spatialdata" and not store.exists():
+        sdata.write(store)
+        print(f"Wrote the {kind} data as a SpatialData store: {store}", file=sys.stderr)
+    table = write_run(store, outcome.results, model=outcome.model, overwrite=args.overwrite)
+    print_summary(outcome.results)
+    print(f"\nWrote run '{config.run_name}' into {store} (table '{table}').")
+    if args.report:
+        from ._report_command import write_store_report
+
+        index = write_store_report(store, config.run_name, Path(args.report))
+        print(f"Report: {index}")
+    return 0
