@@ -161,3 +161,22 @@ def test_run_without_a_labels_layer_falls_back_to_points(make_napari_viewer, tin
     assert [type(layer).__name__ for layer in layers] == ["Points"]
     assert len(layers[0].data) == len(tiny_results.proportions)
     assert list(layers[0].features["index"]) == list(tiny_results.instance_ids)
+
+
+def test_a_run_that_cannot_be_painted_changes_nothing(demo_viewer, tiny_results):
+    labels = demo_viewer.layers["demo_cells"]
+    plain_points = demo_viewer.add_points(np.array([[5.0, 5.0], [9.0, 9.0]]), name="mine")
+    before_colours = np.array(plain_points.face_color, copy=True)
+    n_layers = len(demo_viewer.layers)
+    with pytest.raises(TopomicsInputError, match="'mine' has no features column 'index'"):
+        add_result_layers(demo_viewer, tiny_results, plain_points)
+    np.testing.assert_array_equal(plain_points.face_color, before_colours)
+    assert "topomics_results" not in plain_points.metadata
+    no_ids = TopicResults(**{**vars(tiny_results), "region": None, "instance_ids": None})
+    colormap = labels.colormap
+    with pytest.raises(TopomicsInputError, match="no instance ids"):
+        add_result_layers(demo_viewer, no_ids, labels)
+    assert labels.colormap is colormap and "topomics_results" not in labels.metadata
+    with pytest.raises(TopomicsInputError, match="Cannot colour run 'tiny' by 'topic_7'"):
+        add_result_layers(demo_viewer, tiny_results, labels, colouring="topic_7")
+    assert len(demo_viewer.layers) == n_layers and "topomics_results" not in labels.metadata

@@ -36,6 +36,9 @@ def test_get_reader_declines_what_it_cannot_read(tmp_path):
     for path in (plain, plain / "notes.txt", tmp_path / "missing", zarr_group,
                  [str(plain), str(zarr_group)], 42, None):
         assert get_reader(path) is None, path
+    if VISIUM.is_dir():  # a Space Ranger folder is taken, as one path or a list of one
+        assert get_reader(str(VISIUM)).keywords == {"vendor": "visium"}
+        assert get_reader([VISIUM]) is not None
 
 
 def test_sample_gives_image_channels_and_labels_with_their_table(make_napari_viewer):

@@ -80,7 +80,7 @@ def _aligned_colors(
 
 def _element_ids(layer: Layer, results: TopicResults) -> np.ndarray | None:
     """Instance ids of a points/shapes layer's rows (None: rows are the run's cells)."""
-    if layer.metadata.get(keys.ROLE) == _POINTS and layer.metadata.get(keys.RESULTS) is results:
+    if layer.metadata.get(keys.ROLE) == _POINTS:
         return None
     features = layer.features
     if "index" not in features.columns:
@@ -89,6 +89,29 @@ def _element_ids(layer: Layer, results: TopicResults) -> np.ndarray | None:
             f"its {_layer_type(layer)}; cannot match them to run {results.run_name!r}."
         )
     return features["index"].to_numpy()
+
+
+def _check_paintable(layer: Layer, results: TopicResults) -> None:
+    """Raise, before anything changes, when ``results`` cannot be painted on ``layer``."""
+    kind = _layer_type(layer)
+    if kind not in _PAINTABLE:
+        raise TopomicsInputError(
+            f"Layer {layer.name!r} is a {kind} layer; runs are painted on labels, points "
+            "or shapes layers."
+        )
+    if kind == "labels":
+        if results.instance_ids is None:
+            raise TopomicsInputError(
+                f"Run {results.run_name!r} has no instance ids (label ids of its cells), so "
+                f"it cannot be painted on labels layer {layer.name!r}."
+            )
+        return
+    ids = _element_ids(layer, results)
+    if ids is not None and results.instance_ids is None:
+        raise TopomicsInputError(
+            f"Run {results.run_name!r} has no instance ids, so it cannot be matched to the "
+            f"{kind} of layer {layer.name!r}."
+        )
 
 
 def _features(results: TopicResults, element_ids: np.ndarray | None) -> pd.DataFrame:
@@ -132,17 +155,12 @@ def color_by(layer: Layer, what: str = DOMINANT, *, linked: bool = True) -> Colo
             f"Layer {layer.name!r} shows no topic model run (no metadata "
             f"{keys.RESULTS!r}); fit one or open a store with a run."
         )
+    _check_paintable(layer, results)
     colouring = compute_colouring(results, what)
-    kind = _layer_type(layer)
-    if kind == "labels":
+    if _layer_type(layer) == "labels":
         layer.colormap = labels_colormap(results, colouring)
-    elif kind in ("points", "shapes"):
-        layer.face_color = _aligned_colors(results, colouring, _element_ids(layer, results))
     else:
-        raise TopomicsInputError(
-            f"Layer {layer.name!r} is a {kind} layer; runs are painted on labels, points "
-            "or shapes layers."
-        )
+        layer.face_color = _aligned_colors(results, colouring, _element_ids(layer, results))
     layer.metadata[keys.COLOURING] = what
     colouring_event(layer)(value=what)
     if linked:
@@ -226,11 +244,6 @@ def _copy_layer(viewer: napari.Viewer, source: Layer, results: TopicResults, wha
 
 
 def _centroid_layer(viewer: napari.Viewer, results: TopicResults, what: str, size: float):
-    if results.coordinates is None:
-        raise TopomicsInputError(
-            f"Run {results.run_name!r} has no cell coordinates, so it cannot be shown as "
-            "points; paint it on the labels layer of its element instead."
-        )
     yx = results.coordinates[["y", "x"]].to_numpy(np.float64)
     return viewer.add_points(
         yx, size=size, name=f"{results.run_name}: {results.region} centroids",
@@ -276,16 +289,25 @@ def add_result_layers(
     list of Layer
         The coloured layers (labels first, then points).
     """
-    compute_colouring(results, colouring)  # bad choice -> error before anything changes
+    # every check first: a run that cannot be painted changes nothing
+    compute_colouring(results, colouring)
     target = labels_layer
     if target is None:
         target = _find_role(viewer, results, _LABELS)
+    source = None
     if target is None:
         source = _find_source(viewer, results.region)
-        if source is not None:
-            target = _copy_layer(viewer, source, results, colouring)
-    if target is None:
+    if target is not None or source is not None:
+        _check_paintable(target if target is not None else source, results)
+    if target is None and source is None:
         points = True
+    if points and _find_role(viewer, results, _POINTS) is None and results.coordinates is None:
+        raise TopomicsInputError(
+            f"Run {results.run_name!r} has no cell coordinates, so it cannot be shown as "
+            "points; paint it on the labels layer of its element instead."
+        )
+    if target is None and source is not None:
+        target = _copy_layer(viewer, source, results, colouring)
     out = []
     if target is not None:
         _attach(target, results, colouring)
