@@ -110,6 +110,60 @@ def test_real_visium_store_opens_with_affines_and_metadata(make_napari_viewer, v
     assert spots.axis_labels == ("y", "x")
 
 
+def test_every_element_kind_opens_lazily_in_its_coordinate_system(make_napari_viewer, tmp_path):
+    from spatialdata.datasets import blobs
+
+    path = tmp_path / "blobs.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sdata = blobs()
+        sdata.write(path)
+        layer_data = get_reader(str(path))(str(path))
+    viewer = make_napari_viewer()
+    _add(viewer, layer_data)
+    image = viewer.layers["blobs_multiscale_image [0]"]
+    assert image.multiscale and len(image.data) == 3
+    assert all(not isinstance(level, np.ndarray) for level in image.data)  # dask, not loaded
+    assert image.data[0].shape == (512, 512) and image.data[2].shape == (128, 128)
+    labels = viewer.layers["blobs_multiscale_labels"]
+    assert type(labels).__name__ == "Labels" and labels.multiscale
+    polygons = viewer.layers["blobs_polygons"]
+    assert type(polygons).__name__ == "Shapes" and polygons.nshapes == 5
+    first = np.asarray(sdata.shapes["blobs_polygons"].geometry.iloc[0].exterior.coords)[:-1]
+    np.testing.assert_allclose(polygons.data[0], first[:, ::-1])  # (x, y) -> (y, x)
+    multi = viewer.layers["blobs_multipolygons"]
+    assert multi.nshapes > 2 and set(multi.features["index"]) == {0, 1}
+    circles = viewer.layers["blobs_circles"]
+    np.testing.assert_allclose(circles.size, 2 * sdata.shapes["blobs_circles"]["radius"])
+    points = viewer.layers["blobs_points"]
+    assert {"index", "genes", "instance_id"} <= set(points.features.columns)
+    assert labels.metadata["topomics_tables"] == []
+    assert viewer.layers["blobs_labels"].metadata["topomics_tables"] == ["table"]
+
+    # a run on polygons paints the shapes in place, one colour per polygon
+    from napari_topomics.plugin._result_layers import add_result_layers
+
+    ids = np.array([0, 1, 2, 3, 4])
+    props = pd.DataFrame(np.eye(5, 3)[[0, 1, 2, 0, 1]] * 0.8 + 0.2 / 3,
+                         index=[f"p{i}" for i in ids], columns=["topic_0", "topic_1", "topic_2"])
+    props = props.div(props.sum(axis=1), axis=0)
+    run = TopicResults(
+        run_name="poly", proportions=props.iloc[1:],
+        modality_weights=pd.DataFrame({"rna": np.ones(4)}, index=props.index[1:]),
+        top_features={"rna": pd.DataFrame({"topic": ["topic_0", "topic_1", "topic_2"],
+                                           "rank": [1, 1, 1], "feature": ["a", "b", "c"],
+                                           "score": [1.0, 1.0, 1.0]})},
+        elbo_history=pd.DataFrame({"elbo_train": [1.0]}, index=pd.Index([0], name="epoch")),
+        region="blobs_polygons", instance_ids=ids[1:],
+    )
+    add_result_layers(viewer, run, polygons)
+    expected = colormaps["tab10"]([1, 2, 0, 1])
+    np.testing.assert_allclose(polygons.face_color[1:], expected, atol=1e-6)
+    assert polygons.face_color[0][3] == 0  # polygon 0 is not in the run
+    assert list(polygons.features["dominant_topic"].iloc[1:]) == ["topic_1", "topic_2",
+                                                                    "topic_0", "topic_1"]
+
+
 def _fake_visium_run(sdata, element):
     """A synthetic one-modality run on the Visium spots (random topic mixes)."""
     table = sdata.tables["table"]
