@@ -10,6 +10,7 @@ sessions (:mod:`._settings`).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from ._fit_options import (
     source_from_layer,
 )
 from ._save import MODEL_KEY, is_store, run_exists, save_run
-from ._worker import FitJob, JobResult, start_fit_worker
+from ._worker import FitJob, JobResult, start_fit_worker, warm_labels_colormap
 
 if TYPE_CHECKING:
     import napari
@@ -48,6 +49,14 @@ if TYPE_CHECKING:
 _CELL_LAYERS = ("Labels", "Points", "Shapes")
 _PROBLEM_STYLE = "color: #e8a33d;"
 _ERROR_STYLE = "color: #ff6b6b;"
+
+
+def _warm_up(layer):
+    """What the training thread prepares for painting ``layer`` (None: nothing)."""
+    if type(layer).__name__ != "Labels":
+        return None
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return partial(warm_labels_colormap, data.dtype)
 
 
 class TopicModelWidget(QWidget):
@@ -59,7 +68,17 @@ class TopicModelWidget(QWidget):
         The viewer (napari injects it).
     values_path
         JSON file of the remembered values (default: :func:`._settings.values_path`).
+
+    Attributes
+    ----------
+    progress_interval, switch_interval, nice
+        Seconds between two progress updates, Python's thread switch interval while
+        training, and the niceness of the training thread (see :class:`._worker.FitJob`).
     """
+
+    progress_interval: float = 0.25
+    switch_interval: float | None = 0.001
+    nice: int = 0
 
     def __init__(self, napari_viewer: napari.Viewer, values_path: str | Path | None = None):
         super().__init__()
@@ -266,8 +285,11 @@ class TopicModelWidget(QWidget):
             return
         values = self.form.values()
         config = build_config(values, self.source)
-        self.job = FitJob(self.source.sdata, config, source_label=self.source.path)
         self._run_layer, self._run_points = self.current_layer(), bool(values["points"])
+        self.job = FitJob(self.source.sdata, config, source_label=self.source.path,
+                          interval=self.progress_interval,
+                          switch_interval=self.switch_interval, nice=self.nice,
+                          after_fit=_warm_up(self._run_layer))
         self._run_source = self.source
         self._pbar = cancelable_progress(total=0, desc="Topic model: starting")
         pbar = self._pbar

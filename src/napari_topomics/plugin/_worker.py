@@ -12,6 +12,7 @@ as exceptions: they come back in :class:`JobResult` as one line for the user.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -81,6 +82,12 @@ class FitJob:
     switch_interval
         Python's thread switch interval during training (seconds; None keeps it), so the
         GUI thread gets the interpreter back quickly while the training thread runs.
+    nice
+        Niceness added to the training thread (Linux; 0 keeps it), so the OS runs the GUI
+        thread first when both want the CPU.
+    after_fit
+        Called in the training thread after a successful fit (e.g. warming up what the GUI
+        thread needs to paint the results); its errors are logged and ignored.
     fit
         The fitting function (``fit_tissue``; replaceable for tests).
     """
@@ -93,6 +100,8 @@ class FitJob:
         source_label: str | None = None,
         interval: float = 0.1,
         switch_interval: float | None = 0.001,
+        nice: int = 0,
+        after_fit: Callable[[], None] | None = None,
         fit: Callable[..., FitOutcome] | None = None,
     ) -> None:
         self.source = source
@@ -100,6 +109,8 @@ class FitJob:
         self.source_label = source_label
         self.interval = float(interval)
         self.switch_interval = switch_interval
+        self.nice = int(nice)
+        self.after_fit = after_fit
         self._fit = fit
         self._stop = threading.Event()
         self.extra_stop: Callable[[], bool] | None = None
@@ -130,6 +141,11 @@ class FitJob:
         fit = self._fit
         if fit is None:
             from ..workflow import fit_tissue as fit
+        if self.nice and hasattr(os, "setpriority"):
+            try:  # on Linux this sets the niceness of this thread only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except OSError:
+                pass
         try:
             box["outcome"] = fit(
                 self.source,
@@ -140,6 +156,12 @@ class FitJob:
             )
         except BaseException as err:  # noqa: BLE001 - reported to the user, never re-raised
             box["error"] = err
+            return
+        if self.after_fit is not None:
+            try:
+                self.after_fit()
+            except Exception:  # noqa: BLE001 - a warm-up only
+                logger.debug("after_fit failed", exc_info=True)
 
     def events(self) -> Generator[ProgressEvent, None, JobResult]:
         """Train in a thread, yielding the latest progress event every ``interval`` s."""
@@ -189,6 +211,23 @@ class FitJob:
         outcome = box.get("outcome")
         stopped = bool(getattr(outcome, "stopped", False)) or self.stop_requested
         return JobResult(outcome, None, stopped, elapsed)
+
+
+def warm_labels_colormap(dtype) -> None:
+    """Compile napari's direct label-colormap kernels for ``dtype`` labels.
+
+    napari JIT-compiles (numba) the texture mapping of a ``DirectLabelColormap`` on its
+    first use, which takes seconds; doing it in the training thread keeps that freeze off
+    the GUI thread when the results are painted. Best effort: failures are ignored.
+    """
+    import numpy as np
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colormap = DirectLabelColormap(color_dict={1: "red", 2: "blue", None: "transparent"})
+    try:
+        colormap._data_to_texture(np.array([[0, 1], [2, 3]], dtype=dtype))
+    except Exception:  # noqa: BLE001 - napari internals may change; only a warm-up
+        logger.debug("label colormap warm-up failed", exc_info=True)
 
 
 def start_fit_worker(
