@@ -25,6 +25,7 @@ from ._constructor import (
 )
 from ._legacy import LegacyInputMixin
 from ._setup_methods import SetupMixin
+from ._topic_start import TOPIC_INITS, start_topics_from_clusters
 from ._topics import TopicQueriesMixin
 from ._training_plan import TopicTrainingPlan
 
@@ -271,7 +272,9 @@ class MultimodalAmortizedLDA(
 
         Defaults: ``train_size=0.9`` (the rest is validation), ``lr=1e-3`` merged into the
         optimiser kwargs, KL warm-up over the first quarter of the epochs, validation
-        metrics every epoch.
+        metrics every epoch. ``plan_kwargs`` may also hold ``topic_init``: ``"zero"``
+        (default, spec §3.3) or ``"kmeans"`` (opt-in: the first training starts each topic
+        from a k-means cluster of the cells; helps small data, hurts batch-confounded data).
         """
         names = [
             "max_epochs", "accelerator", "device", "train_size", "validation_size",
@@ -289,6 +292,14 @@ class MultimodalAmortizedLDA(
         if kwargs.get("train_size") is None:
             kwargs["train_size"] = 0.9
         plan_kwargs = dict(kwargs.pop("plan_kwargs", None) or {})
+        topic_init = plan_kwargs.pop("topic_init", "zero")
+        if topic_init not in TOPIC_INITS:
+            raise ValueError(
+                f"plan_kwargs['topic_init'] must be one of {list(TOPIC_INITS)}, "
+                f"got {topic_init!r}."
+            )
+        if topic_init == "kmeans" and not self.is_trained_:
+            start_topics_from_clusters(self)
         lr = kwargs.pop("lr", None)
         if lr is not None and "optim" not in plan_kwargs:
             optim_kwargs = dict(plan_kwargs.get("optim_kwargs") or {})

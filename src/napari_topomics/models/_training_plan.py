@@ -27,6 +27,16 @@ def kl_schedule(
     return float(warmup_min + (kl_weight - warmup_min) * epoch / n_warmup)
 
 
+def auto_global_lr_factor(n_obs: int | None) -> float:
+    """The default ``global_lr_factor`` for ``n_obs`` training cells: ``n/150`` in [3, 30].
+
+    Large steps on the global parameters form topics quickly on thousands of cells, but on
+    a few hundred cells they let topics drift into each other (measured: docs/benchmarks.md).
+    """
+    n = float(n_obs or 0)
+    return float(min(30.0, max(3.0, n / 150.0)))
+
+
 class TopicTrainingPlan(PyroTrainingPlan):
     """Automatic-optimisation Pyro plan on ``TraceMeanField_ELBO.differentiable_loss``.
 
@@ -51,7 +61,9 @@ class TopicTrainingPlan(PyroTrainingPlan):
         its start (1 keeps it constant).
     global_lr_factor
         Learning-rate multiplier of the global variational parameters (topic-feature
-        logits, background, dispersion, covariate effects) relative to the encoders.
+        logits, background, dispersion, covariate effects) relative to the encoders;
+        ``"auto"`` takes :func:`auto_global_lr_factor` of the training cells (opt-in: it
+        helps a few hundred cells and costs little at thousands, see docs/benchmarks.md).
     """
 
     def __init__(
@@ -61,7 +73,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         optim_kwargs: dict | None = None,
         kl_warmup_fraction: float = 0.25,
         kl_warmup_min: float = 0.01,
-        global_lr_factor: float = 30.0,
+        global_lr_factor: float | str = 30.0,
         lr_final_fraction: float = 1.0,
         **unused,
     ):
@@ -76,7 +88,13 @@ class TopicTrainingPlan(PyroTrainingPlan):
         self.automatic_optimization = True
         self.kl_warmup_fraction = float(kl_warmup_fraction)
         self.kl_warmup_min = float(kl_warmup_min)
-        self.global_lr_factor = float(global_lr_factor)
+        if global_lr_factor != "auto" and not (
+            isinstance(global_lr_factor, int | float) and global_lr_factor > 0
+        ):
+            raise ValueError(
+                f"global_lr_factor must be 'auto' or a positive number, got {global_lr_factor!r}."
+            )
+        self.global_lr_factor = global_lr_factor
         self.lr_final_fraction = float(lr_final_fraction)
         self.use_kl_weight = True
         self._epoch_sums: dict[str, list] = {}
@@ -90,6 +108,14 @@ class TopicTrainingPlan(PyroTrainingPlan):
             self.current_epoch, max_epochs or 1, self.module.config.kl_weight,
             self.kl_warmup_fraction, self.kl_warmup_min,
         )
+
+    @property
+    def effective_global_lr_factor(self) -> float:
+        """The multiplier in use: the given number, or the automatic one."""
+        if self.global_lr_factor == "auto":
+            n_obs = getattr(self, "_n_obs_training", None) or self.module.n_obs
+            return auto_global_lr_factor(n_obs)
+        return float(self.global_lr_factor)
 
     @property
     def n_obs_training(self):
@@ -179,7 +205,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         lr = self.optim_kwargs["lr"]
         groups = [
             {"params": local_params},
-            {"params": global_params, "lr": lr * self.global_lr_factor},
+            {"params": global_params, "lr": lr * self.effective_global_lr_factor},
         ]
         optimizer = self.optim(groups, **self.optim_kwargs)
         if self.lr_final_fraction >= 1.0:
