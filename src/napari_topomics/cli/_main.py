@@ -30,7 +30,7 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, topics: int, epochs: in
     run.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                      help="training device (default auto: cuda, then mps, then cpu)")
     run.add_argument("--threads", type=int, default=None,
-                     help="CPU threads for torch (default: torch's choice)")
+                     help="CPU threads for torch (default: half the cores, 1 to 4)")
     run.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     run.add_argument("--top", type=int, default=20,
                      help="top features kept per topic and modality (default 20)")
@@ -93,12 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hide_library_noise() -> None:
+    """Silence warnings that libraries print on every store write and mean nothing here."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*autosharding.*", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ome_zarr")
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 2 bad input, 130 stopped).
 
     Bad input is reported as one line on stderr; set ``TOPOMICS_DEBUG=1`` for the traceback.
     """
     args = build_parser().parse_args(argv)
+    _hide_library_noise()
     from ..io._errors import TopomicsInputError
 
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ._errors import TopomicsInputError
 from ._read import detect_source
 from ._results import check_run_name
-from ._store import _existing_kind, _layout, run_table_name
+from ._store import _layout, refuse_conflicting_run, run_table_name
 
 
 def check_run_destination(store: str | os.PathLike, run_name: str, *, overwrite: bool) -> None:
@@ -43,15 +43,4 @@ def check_run_destination(store: str | os.PathLike, run_name: str, *, overwrite:
         raise TopomicsInputError(
             f"Store {str(path)!r} is not writable; check its permissions or write to a copy."
         )
-    table = run_table_name(run_name)
-    kind = _existing_kind(layout, table)
-    if kind == "foreign":
-        raise TopomicsInputError(
-            f"Store {str(path)!r} already has a table {table!r} that is not a topomics run; "
-            "choose another run name."
-        )
-    if kind == "run" and not overwrite:
-        raise TopomicsInputError(
-            f"Run {run_name!r} already exists in {str(path)!r}; pass --overwrite (overwrite=True) "
-            "to replace it, or choose another run name."
-        )
+    refuse_conflicting_run(layout, run_table_name(run_name), run_name, overwrite)

@@ -102,6 +102,23 @@ def _existing_kind(layout: StoreLayout, table: str) -> str | None:
     return "run" if run else "foreign"
 
 
+def refuse_conflicting_run(
+    layout: StoreLayout, table_name: str, run_name: str, overwrite: bool
+) -> None:
+    """Raise if ``tables/<table_name>`` exists and may not be replaced."""
+    kind = _existing_kind(layout, table_name)
+    if kind == "foreign":
+        raise TopomicsInputError(
+            f"Table {table_name!r} in {str(layout.path)!r} is not a topomics run; it is "
+            "never overwritten. Choose another run name."
+        )
+    if kind == "run" and not overwrite:
+        raise TopomicsInputError(
+            f"Run {run_name!r} already exists in {str(layout.path)!r}; pass overwrite=True "
+            "(--overwrite on the command line) to replace it or choose another run name."
+        )
+
+
 class _Locked:
     """Hold the store lock and recover stale staging folders; errors become one line."""
 
@@ -200,17 +217,7 @@ def write_run(
     _check_writable(layout, table_name, results.run_name)
     table = results.to_table()
     with _Locked(layout):
-        kind = _existing_kind(layout, table_name)
-        if kind == "foreign":
-            raise TopomicsInputError(
-                f"Table {table_name!r} in {str(layout.path)!r} is not a topomics run; it is "
-                "never overwritten. Choose another run name."
-            )
-        if kind == "run" and not overwrite:
-            raise TopomicsInputError(
-                f"Run {results.run_name!r} already exists in {str(layout.path)!r}; pass "
-                "overwrite=True to replace it or choose another run name."
-            )
+        refuse_conflicting_run(layout, table_name, results.run_name, overwrite)
         try:
             tx = begin(layout, table_name, results.run_name)
         except OSError as err:

@@ -42,7 +42,7 @@ class FitConfig:
         Fit the spatial (graph-encoder) model.
     device, seed, threads
         ``"auto"``/``"cpu"``/``"cuda"``/``"mps"``; random seed; torch CPU threads (None:
-        torch's default).
+        :func:`default_threads`).
     run_name, n_top
         Name of the run in the store; top features kept per topic and modality.
     model_kwargs
@@ -205,8 +205,7 @@ def fit_tissue(
     config.validate()
     device = resolve_device(config.device)
     tissue = prepare_tissue(source, config, source_label)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads or default_threads())
     scvi.settings.seed = config.seed
     likelihoods = resolve_likelihoods(tissue.modalities, config.likelihoods)
     model_kwargs = dict(config.model_kwargs)
@@ -241,6 +240,17 @@ def fit_tissue(
         device=device.name,
     )
     return FitOutcome(results=results, model=model, tissue=tissue, stopped=monitor.stopped)
+
+
+def default_threads() -> int:
+    """Torch CPU threads when none are asked for: half the cores, between 1 and 4.
+
+    Minibatches of a few hundred cells gain little from more threads, and on a small
+    machine a second thread competes with everything else (napari's painting included).
+    """
+    import os
+
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 def _complete_likelihoods(tissue: TissueInput, given: Mapping[str, str | None]) -> list[str]:
