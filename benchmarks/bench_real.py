@@ -52,14 +52,14 @@ def load_visium():
     return adata, graph
 
 
-def fit_ours(adata, n_topics, seed, epochs):
+def fit_ours(adata, n_topics, seed, epochs, plan_kwargs=None):
     import scvi
 
     from napari_topomics.models import MultimodalAmortizedLDA
 
     scvi.settings.seed = seed
     model = MultimodalAmortizedLDA.from_data(adata.copy(), n_topics=n_topics)
-    model.train(max_epochs=epochs, enable_progress_bar=False)
+    model.train(max_epochs=epochs, enable_progress_bar=False, plan_kwargs=plan_kwargs)
     return model.get_cell_topic_dist()
 
 
@@ -80,6 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=None, help="default: the model's own")
+    parser.add_argument("--topic-init", choices=["zero", "kmeans"], default="zero",
+                        help="plan_kwargs topic_init of our model (default: zero, as shipped)")
+    parser.add_argument("--global-factor", default=None,
+                        help="plan_kwargs global_lr_factor (a number or 'auto')")
     args = parser.parse_args()
     single_thread()
     quiet()
@@ -96,11 +100,19 @@ def main() -> None:
             mean_morans_I=lambda theta: float(np.mean(morans_i(theta, graph))))
 
 
+def _plan_kwargs(args) -> dict:
+    plan = {"topic_init": args.topic_init}
+    if args.global_factor is not None:
+        factor = args.global_factor
+        plan["global_lr_factor"] = factor if factor == "auto" else float(factor)
+    return plan
+
+
 def compare(name: str, adata, k: int, args, **scores) -> None:
     """Fit ours and scikit-learn's LDA for every seed and print each score."""
     for seed in args.seeds:
         for label, theta in (
-            ("ours", fit_ours(adata, k, seed, args.epochs)),
+            ("ours", fit_ours(adata, k, seed, args.epochs, _plan_kwargs(args))),
             ("sklearn LDA", fit_sklearn(adata, k, seed)),
         ):
             values = {key: fn(theta) for key, fn in scores.items()}
