@@ -196,7 +196,7 @@ def test_save_demo_without_store_writes_a_new_one(viewer, qtbot, tmp_path, monke
     import spatialdata
 
     sdata = demo_sdata()
-    add_tissue(viewer)
+    labels = add_tissue(viewer)
     widget = make_widget(viewer, tmp_path / "v.json")
     quick(widget, epochs=2, topics=3)
     widget.form.run_name.setText("demo-run")
@@ -208,3 +208,13 @@ def test_save_demo_without_store_writes_a_new_one(viewer, qtbot, tmp_path, monke
     back = spatialdata.read_zarr(target)
     assert sorted(back.tables) == ["table", "topomics_demo-run"]
     assert "demo_cells" in back.labels and getattr(sdata, "path", None) is None
+
+    # napari's File > Save Selected Layers with the plugin's npe2 writer does the same
+    via_writer = tmp_path / "writer.zarr"
+    viewer.layers.selection = {labels}
+    written = viewer.layers.save(str(via_writer), selected=True, plugin="napari-topomics")
+    assert written == [str(via_writer)]
+    back = spatialdata.read_zarr(via_writer)
+    assert sorted(back.tables) == ["table", "topomics_demo-run"]
+    np.testing.assert_allclose(back.tables["topomics_demo-run"].X,
+                               widget.saved["results"].proportions.to_numpy(), rtol=1e-6)

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -40,7 +38,8 @@ from ._fit_options import (
     run_problem,
     source_from_layer,
 )
-from ._save import MODEL_KEY, is_store, run_exists, save_run
+from ._fit_saving import SavingMixin
+from ._save import MODEL_KEY
 from ._worker import FitJob, JobResult, start_fit_worker, warm_labels_colormap
 
 if TYPE_CHECKING:
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
 
 _CELL_LAYERS = ("Labels", "Points", "Shapes")
 _PROBLEM_STYLE = "color: #e8a33d;"
-_ERROR_STYLE = "color: #ff6b6b;"
 
 
 def _warm_up(layer):
@@ -59,7 +57,7 @@ def _warm_up(layer):
     return partial(warm_labels_colormap, data.dtype)
 
 
-class TopicModelWidget(QWidget):
+class TopicModelWidget(SavingMixin, QWidget):
     """Fit the multimodal topic model on the cells of a labels (or points) layer.
 
     Parameters
@@ -368,59 +366,3 @@ class TopicModelWidget(QWidget):
             self._fail("Training ended unexpectedly; see napari's log for details.")
         self.job, self.worker = None, None
         self.update_state()
-
-    # ------------------------------------------------------------------ saving
-    def _ask_overwrite(self, run_name: str, store: str) -> bool:
-        answer = QMessageBox.question(
-            self, "Replace run?", f"Run {run_name!r} already exists in {store}. Replace it?"
-        )
-        return answer == QMessageBox.StandardButton.Yes
-
-    def _ask_new_store(self) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save tissue and run as a new SpatialData store",
-            str(Path.home() / "tissue.zarr"), "SpatialData store (*.zarr)",
-        )
-        if not path:
-            return None
-        return path if path.endswith(".zarr") else path + ".zarr"
-
-    def save(self) -> str | None:
-        """Write the last run into its store (asking before replacing a run); the table."""
-        if self.saved is None:
-            self._fail("Nothing to save yet: run the model first.")
-            return None
-        results, source = self.saved["results"], self.saved["source"]
-        store, sdata, overwrite = source.path, None, False
-        if not is_store(store):
-            store = self._ask_new_store()
-            if store is None:
-                return None
-            sdata = None if is_store(store) else source.sdata
-        try:
-            if sdata is None and run_exists(store, results.run_name):
-                if not self._ask_overwrite(results.run_name, store):
-                    self._say(f"Not saved: run {results.run_name!r} is already in {store}.")
-                    return None
-                overwrite = True
-            table = save_run(store, results, model=self.saved["model"], overwrite=overwrite,
-                             sdata=sdata)
-        except TopomicsInputError as err:
-            self._fail(str(err))
-            return None
-        if sdata is not None:
-            source.path = str(Path(store).expanduser().absolute())
-        self._say(f"Saved run {results.run_name!r} as table {table!r} in {store}.")
-        return table
-
-    # ------------------------------------------------------------------ messages
-    def _say(self, text: str) -> None:
-        self.message.setStyleSheet("")
-        self.message.setText(text)
-
-    def _fail(self, text: str) -> None:
-        from napari.utils.notifications import show_error
-
-        self.message.setStyleSheet(_ERROR_STYLE)
-        self.message.setText(text)
-        show_error(text)
