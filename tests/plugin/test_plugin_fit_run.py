@@ -124,6 +124,31 @@ def test_stop_mid_run_changes_nothing(viewer, qtbot, tmp_path):
     assert not any(d.startswith("Topic model") for d in _progress_descs())
 
 
+def test_activity_dock_cancel_and_worker_quit_stop_training(viewer, qtbot, tmp_path):
+    from napari.utils import progress
+
+    labels = add_tissue(viewer)
+    widget = make_widget(viewer, tmp_path / "v.json")
+    quick(widget, epochs=2000, topics=3, batch_size=16)
+    widget.run()
+    job = widget.job
+    qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=60_000)
+    [pbar] = [p for p in progress._all_instances if p.desc.startswith("Topic model")]
+    pbar.cancel()  # the activity dock's cancel button
+    assert wait_done(qtbot, widget, timeout=30) < 10
+    assert job.stop_polls == 1 and widget.result.stopped
+
+    widget.run()  # napari quitting asks every worker to quit
+    job = widget.job
+    qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=60_000)
+    widget.worker.quit()
+    assert wait_done(qtbot, widget, timeout=30) < 10
+    assert job.stop_requested  # the training thread stops at its next minibatch
+    qtbot.waitUntil(lambda: job.stop_polls == 1, timeout=10_000)
+    assert widget.message.text() == "Training was cancelled; nothing was changed."
+    assert RESULTS not in labels.metadata and widget.run_button.isEnabled()
+
+
 def test_failed_run_is_a_message_not_a_traceback(viewer, qtbot, tmp_path, monkeypatch):
     from napari.utils.notifications import notification_manager
 

@@ -300,6 +300,7 @@ class TopicModelWidget(SavingMixin, QWidget):
         self._say(f"Training {config.n_topics} topics for {config.n_epochs} epochs…")
         self.worker = start_fit_worker(self.job, on_event=self._on_event,
                                        on_done=self._on_done, start=False)
+        self.worker.finished.connect(pbar.close)  # even if this widget is gone by then
         self.worker.finished.connect(self._on_finished)
         self.update_state()
         self.save_values()
@@ -359,10 +360,10 @@ class TopicModelWidget(SavingMixin, QWidget):
                   f"painted {names}.")
 
     def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        if self.result is None:
+        self._pbar = None
+        if self.result is None and self.worker is not None and self.worker.abort_requested:
+            self._say("Training was cancelled; nothing was changed.")
+        elif self.result is None:
             self._fail("Training ended unexpectedly; see napari's log for details.")
         self.job, self.worker = None, None
         self.update_state()

@@ -241,7 +241,8 @@ def start_fit_worker(
 
     ``on_event`` gets each yielded event and ``on_done`` the :class:`JobResult`, both on
     the GUI thread. Warnings raised while training (Lightning, torch) are logged instead
-    of popping up as napari notifications.
+    of popping up as napari notifications. ``worker.quit()`` (napari calls it on every
+    worker when it quits) also stops training after the current minibatch.
     """
     from napari.qt.threading import create_worker
 
@@ -253,6 +254,13 @@ def start_fit_worker(
         except (TypeError, RuntimeError):
             pass
     worker.warned.connect(_log_warning)
+    quit_worker = worker.quit
+
+    def quit_and_stop() -> None:
+        job.request_stop()
+        quit_worker()
+
+    worker.quit = quit_and_stop
     worker.yielded.connect(on_event)
     worker.returned.connect(on_done)
     if start:
