@@ -119,6 +119,9 @@ def test_no_layer_then_a_layer_without_table(viewer, tmp_path):
     labels = add_tissue(viewer)
     widget.form.layer.setCurrentText(labels.name)
     assert widget.run_button.isEnabled(), widget.status.text()
+    labels.name = "cells renamed"
+    assert widget.form.layer.currentText() == "cells renamed"
+    assert widget.current_layer() is labels
 
 
 def test_ids_not_matching(viewer, tmp_path):

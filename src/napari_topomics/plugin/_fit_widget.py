@@ -182,6 +182,8 @@ class TopicModelWidget(SavingMixin, QWidget):
         layers = [ly for ly in self.viewer.layers if type(ly).__name__ in _CELL_LAYERS]
         keep = current if current in layers else self._preferred(layers)
         self._layers = layers
+        for layer in layers:
+            layer.events.name.connect(self._on_rename)
         combo = self.form.layer
         combo.blockSignals(True)
         combo.clear()
@@ -192,6 +194,10 @@ class TopicModelWidget(SavingMixin, QWidget):
             self._on_layer_changed()
         else:
             self.update_state()
+
+    def _on_rename(self, event=None) -> None:
+        for index, layer in enumerate(self._layers):
+            self.form.layer.setItemText(index, layer.name)
 
     def _on_layer_changed(self, *_) -> None:
         layer = self.current_layer()

@@ -135,6 +135,7 @@ def save_values(values: Mapping[str, Any], path: Path | None = None) -> bool:
         return False
     path = values_path() if path is None else Path(path)
     text = json.dumps({"version": _FORMAT_VERSION, "values": dict(values)}, indent=1)
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".fit_widget-", suffix=".json", dir=path.parent)
@@ -143,5 +144,7 @@ def save_values(values: Mapping[str, Any], path: Path | None = None) -> bool:
         os.replace(tmp, path)
     except OSError as err:
         logger.warning("Could not save topic-model widget settings to %s: %s", path, err)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
         return False
     return True
