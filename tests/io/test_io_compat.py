@@ -1,4 +1,9 @@
-"""A written run is usable by squidpy and plain spatialdata with our package not imported."""
+"""A written run is usable by squidpy and plain spatialdata with our package not imported.
+
+squidpy is not in the test extra: installing it into a fresh environment makes pip's resolver
+fall back to spatialdata 0.7.0, whose xarray-schema needs the removed ``pkg_resources``. The
+test runs wherever squidpy is installed beside spatialdata ≥ 0.7.3.
+"""
 
 from __future__ import annotations
 
