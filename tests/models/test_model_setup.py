@@ -423,3 +423,12 @@ def test_check_input_variants(untrained_model, helpers):
     with pytest.raises(ValueError):
         model.check_modalities_names()
     assert model.modality_names == names_before  # never renames the fitted model's names
+
+
+def test_likelihood_list_may_leave_entries_to_inference():
+    from napari_topomics.datasets import simulate_tissue
+
+    mdata, _ = simulate_tissue(n_cells=120, n_topics=3, n_genes=40, n_proteins=6, n_peaks=50)
+    data = {m: mdata.mod[m] for m in ("rna", "protein", "atac")}
+    model = MultimodalAmortizedLDA.from_data(data, n_topics=3, likelihoods=[None, "nb", None])
+    assert model.likelihoods == ["gamma_poisson", "nb", "bernoulli"]

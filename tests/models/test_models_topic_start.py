@@ -71,3 +71,4 @@ def test_global_factor_option_is_validated(tissue):
     model.train(max_epochs=1, plan_kwargs={"global_lr_factor": "auto"},
                 enable_progress_bar=False)
     assert model.is_trained_
+

@@ -122,14 +122,13 @@ def modality_layout(
 
 
 def resolve_likelihoods(likelihoods, counts: list[int], names: list[str], X) -> list[str]:
-    """Validate given likelihoods, or infer them from the modality kinds and data (§4.8)."""
+    """Validate given likelihoods, and infer missing ones from the modality kinds and data.
+
+    ``likelihoods`` is None (infer all, §4.8) or one entry per modality, where an entry may
+    be None to infer that modality's likelihood only.
+    """
     if likelihoods is None:
-        inferred = [
-            infer_likelihood(name, stats.block_stats(X, sl))
-            for name, sl in zip(names, stats.block_slices(counts), strict=True)
-        ]
-        logger.info("Inferred likelihoods %s for modalities %s.", inferred, names)
-        return inferred
+        likelihoods = [None] * len(counts)
     if isinstance(likelihoods, str) or not isinstance(likelihoods, Sequence):
         raise TypeError(f"likelihoods must be a list of strings; got {likelihoods!r}.")
     if len(likelihoods) != len(counts):
@@ -137,9 +136,17 @@ def resolve_likelihoods(likelihoods, counts: list[int], names: list[str], X) -> 
             f"likelihoods has length {len(likelihoods)} but n_inputs_modalities has "
             f"{len(counts)} entries; give one likelihood per modality."
         )
-    for i, value in enumerate(likelihoods):
-        normalize_likelihood(value, i)
-    return list(likelihoods)
+    resolved = []
+    for i, (value, name, sl) in enumerate(
+        zip(likelihoods, names, stats.block_slices(counts), strict=True)
+    ):
+        if value is None:
+            value = infer_likelihood(name, stats.block_stats(X, sl))
+            logger.info("Inferred likelihood %r for modality %r.", value, name)
+        else:
+            normalize_likelihood(value, i)
+        resolved.append(value)
+    return resolved
 
 
 def check_blocks(X, counts: list[int], names: list[str], likelihoods: list[str]) -> None:

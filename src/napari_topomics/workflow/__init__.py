@@ -6,7 +6,7 @@ against the hardware.
 """
 
 from ._device import DEVICE_CHOICES, Device, available_devices, resolve_device
-from ._fit import FitConfig, FitOutcome, fit_tissue, prepare_tissue, resolve_likelihoods
+from ._fit import FitConfig, FitOutcome, fit_tissue, prepare_tissue
 
 __all__ = [
     "DEVICE_CHOICES",
@@ -17,5 +17,4 @@ __all__ = [
     "fit_tissue",
     "prepare_tissue",
     "resolve_device",
-    "resolve_likelihoods",
 ]

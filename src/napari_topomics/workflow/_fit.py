@@ -136,37 +136,8 @@ def prepare_tissue(source, config: FitConfig, source_label: str | None = None) -
         coordinate_system=config.coordinate_system,
         source=source_label,
     )
-    likelihoods = resolve_likelihoods(tissue.modalities, config.likelihoods)
-    check_count_modalities(tissue.data, {m: lik for m, lik in likelihoods.items() if lik})
+    check_count_modalities(tissue.data, config.likelihoods)
     return tissue
-
-
-def resolve_likelihoods(
-    modalities: Sequence[str], overrides: Mapping[str, str] | None
-) -> dict[str, str | None]:
-    """``{modality: likelihood or None (inferred)}``, checking names and values."""
-    from ..data import normalize_likelihood
-
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(modalities))
-    if unknown:
-        raise TopomicsInputError(
-            f"Likelihood given for unknown modality '{unknown[0]}'; modalities: "
-            f"{', '.join(modalities)}."
-        )
-    resolved: dict[str, str | None] = {}
-    for name in modalities:
-        value = overrides.get(name)
-        if value is not None:
-            try:
-                value = normalize_likelihood(value)
-            except (TypeError, ValueError):
-                raise TopomicsInputError(
-                    f"Unknown likelihood '{value}' for modality '{name}': choose one of "
-                    "multinomial, nb (gamma_poisson), bernoulli, gaussian."
-                ) from None
-        resolved[name] = value
-    return resolved
 
 
 def fit_tissue(
@@ -207,10 +178,10 @@ def fit_tissue(
     tissue = prepare_tissue(source, config, source_label)
     torch.set_num_threads(config.threads or default_threads())
     scvi.settings.seed = config.seed
-    likelihoods = resolve_likelihoods(tissue.modalities, config.likelihoods)
     model_kwargs = dict(config.model_kwargs)
-    if any(likelihoods.values()):
-        model_kwargs["likelihoods"] = _complete_likelihoods(tissue, likelihoods)
+    if config.likelihoods:
+        # one entry per modality; None entries are inferred by the model
+        model_kwargs["likelihoods"] = [config.likelihoods.get(m) for m in tissue.modalities]
     model = MultimodalAmortizedLDA.from_data(
         tissue.data, n_topics=config.n_topics, **model_kwargs
     )
@@ -251,20 +222,6 @@ def default_threads() -> int:
     import os
 
     return max(1, min(4, (os.cpu_count() or 2) // 2))
-
-
-def _complete_likelihoods(tissue: TissueInput, given: Mapping[str, str | None]) -> list[str]:
-    """The model's ``likelihoods`` list: the user's choices, the inferred rest."""
-    from ..data import block_stats, infer_likelihood
-
-    out = []
-    for name in tissue.modalities:
-        value = given.get(name)
-        if value is None:
-            matrix = tissue.data.mod[name].X
-            value = infer_likelihood(name, block_stats(matrix, slice(0, matrix.shape[1])))
-        out.append(value)
-    return out
 
 
 def _quiet_lightning() -> None:
