@@ -56,3 +56,15 @@ def test_info_bad_path(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nothing")]) == 2
     lines = error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and "nothing" in lines[0]
+
+
+def test_info_describes_every_element_kind_and_pyramids(tmp_path, capsys):
+    from spatialdata.datasets import blobs
+
+    blobs().write(tmp_path / "blobs.zarr")
+    assert main(["info", str(tmp_path / "blobs.zarr")]) == 0
+    out = capsys.readouterr().out
+    assert "blobs_multiscale_image: c=3 × y=512 × x=512, 3 scales" in out
+    assert "blobs_labels: y=512 × x=512" in out
+    assert "blobs_points: 200 points" in out
+    assert "blobs_polygons: 5 shapes" in out
