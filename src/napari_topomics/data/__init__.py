@@ -21,6 +21,7 @@ from ._modalities import (
     normalize_likelihood,
     resolve_modality,
 )
+from ._neighbour_sampler import NeighbourSampler, Subgraph
 from ._setup import (
     PreparedInput,
     detect_input_type,
@@ -41,6 +42,7 @@ from ._setup_common import (
     SPATIALDATA_SETUP_KEY,
 )
 from ._setup_multi import concatenate_modalities
+from ._smoothing import library_median, normalized_adjacency, sgc_features
 from ._stats import (
     BlockStats,
     block_slices,
@@ -65,8 +67,10 @@ __all__ = [
     "KIND_SYNONYMS",
     "MODALITY_SETUP_KEY",
     "MULTIMODAL_SETUP_KEY",
+    "NeighbourSampler",
     "PreparedInput",
     "SPATIALDATA_SETUP_KEY",
+    "Subgraph",
     "VALID_LIKELIHOODS",
     "block_slices",
     "block_stats",
@@ -78,16 +82,19 @@ __all__ = [
     "feature_background_init",
     "infer_likelihood",
     "is_nb",
+    "library_median",
     "library_sizes",
     "median_library",
     "modality_mask",
     "normalize_likelihood",
+    "normalized_adjacency",
     "prepare_adata_dict",
     "prepare_anndata",
     "prepare_data",
     "prepare_mudata",
     "prepare_spatialdata",
     "resolve_modality",
+    "sgc_features",
     "standardise_continuous",
     "strip_setup_state",
     "symmetrize_graph",
