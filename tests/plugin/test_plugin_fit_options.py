@@ -142,8 +142,9 @@ def test_run_problem_order_and_messages():
     )
     assert "No modality chosen" in run_problem(layer, source, None, _values(modalities=[]),
                                                infos)
-    assert "not available in this version" in run_problem(
-        layer, source, None, _values(spatial=True), infos)
+    assert run_problem(layer, source, None, _values(spatial=True), infos) is None
+    assert "needs a radius" in run_problem(
+        layer, source, None, _values(spatial=True, graph="radius", radius=None), infos)
     assert "Invalid run name 'bad name'" in run_problem(
         layer, source, None, _values(run_name="bad name"), infos)
     missing = [d for d in ("cuda", "mps") if d not in available_devices()]

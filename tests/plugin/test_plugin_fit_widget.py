@@ -153,10 +153,12 @@ def test_bad_options_disable_run_with_a_reason(viewer, tmp_path):
     assert widget.run_button.isEnabled()
 
     form.spatial.setChecked(True)
-    _expect_disabled(widget, "Spatial fitting", "not available in this version")
+    form.spatial_options.graph.setCurrentIndex(form.spatial_options.graph.findData("radius"))
+    _expect_disabled(widget, "radius neighbour graph needs a radius")
     widget.run()  # refused: nothing starts
     assert widget.job is None and widget.worker is None
     form.spatial.setChecked(False)
+    assert widget.run_button.isEnabled()  # graph options only matter for a spatial fit
 
     form.run_name.setText("no spaces please")
     _expect_disabled(widget, "Invalid run name 'no spaces please'")

@@ -27,12 +27,13 @@ from superqt import QCollapsible
 
 from ..models._options import AGGREGATIONS, PRIOR_TYPES, WEIGHT_MODES
 from ._fit_options import LIKELIHOOD_CHOICES, ModalityInfo
+from ._fit_spatial import SPATIAL_DEFAULTS, SpatialOptions
 
 #: Values of a fresh widget (before preferences and remembered values apply).
 DEFAULTS: dict[str, Any] = {
     "n_topics": 10,
     "n_epochs": 100,
-    "spatial": False,
+    **SPATIAL_DEFAULTS,
     "device": "auto",
     "seed": 0,
     "run_name": "topomics",
@@ -127,7 +128,8 @@ class FitForm(QWidget):
 
         self.n_topics = _spin(2, 500, "Number of topics to find")
         self.n_epochs = _spin(1, 100_000, "Training epochs (passes over all cells)")
-        self.spatial = QCheckBox("Spatial (graph encoders over neighbouring cells)")
+        self.spatial_options = SpatialOptions()
+        self.spatial = self.spatial_options.spatial
         self.device = _combo(["auto"], "Device to train on (only those found here are listed)")
         self.seed = _spin(0, 2**31 - 1, "Random seed (same seed and options: same result)")
         self.run_name = QLineEdit()
@@ -138,7 +140,7 @@ class FitForm(QWidget):
         model.addRow("Device", self.device)
         model.addRow("Seed", self.seed)
         model.addRow("Run name", self.run_name)
-        model.addRow(self.spatial)
+        model.addRow(self.spatial_options)
 
         self.advanced = QCollapsible("Advanced")
         self.batch_size = _spin(1, 1_000_000, "Cells per minibatch")
@@ -179,7 +181,8 @@ class FitForm(QWidget):
         for combo in (self.device, self.weight_mode, self.aggregation_type,
                       self.topic_feature_prior_type):
             combo.currentIndexChanged.connect(self.changed)
-        for check in (self.spatial, self.learnable_dispersion, self.points):
+        self.spatial_options.changed.connect(self.changed)
+        for check in (self.learnable_dispersion, self.points):
             check.toggled.connect(self.changed)
         self.run_name.textChanged.connect(self.changed)
 
@@ -234,7 +237,7 @@ class FitForm(QWidget):
             "likelihoods": dict(self._saved_likelihoods),
             "n_topics": self.n_topics.value(),
             "n_epochs": self.n_epochs.value(),
-            "spatial": self.spatial.isChecked(),
+            **self.spatial_options.values(),
             "device": self.device.currentText(),
             "seed": self.seed.value(),
             "run_name": self.run_name.text().strip(),
@@ -258,8 +261,8 @@ class FitForm(QWidget):
                   "aggregation_type": self.aggregation_type,
                   "topic_feature_prior_type": self.topic_feature_prior_type,
                   "counts_layer": self.counts_layer, "table": self.table}
-        checks = {"spatial": self.spatial, "learnable_dispersion": self.learnable_dispersion,
-                  "points": self.points}
+        checks = {"learnable_dispersion": self.learnable_dispersion, "points": self.points}
+        self.spatial_options.set_values(values)
         for key, value in values.items():
             if key in spins and isinstance(value, int) and not isinstance(value, bool):
                 spins[key].setValue(value)

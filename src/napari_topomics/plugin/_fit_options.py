@@ -22,6 +22,7 @@ import numpy as np
 
 from ..io._errors import TopomicsInputError
 from . import _keys as keys
+from ._spatial_values import spatial_options, spatial_problem
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -313,7 +314,7 @@ def build_config(values: Mapping[str, Any], source: TableSource) -> FitConfig:
         n_topics=int(values.get("n_topics", 10)),
         n_epochs=int(values.get("n_epochs", 100)),
         batch_size=int(values.get("batch_size", 128)),
-        spatial=bool(values.get("spatial", False)),
+        **spatial_options(values),
         device=str(values.get("device", "auto")),
         seed=int(values.get("seed", 0)),
         threads=int(values.get("threads", 1)),
@@ -371,11 +372,9 @@ def run_problem(
             problem = likelihood_problem(info, likelihoods.get(info.name))
             if problem:
                 return problem
-    if values.get("spatial"):
-        return (
-            "Spatial fitting (graph encoders over the cell-neighbour graph) is not available "
-            "in this version yet; untick 'Spatial' to fit."
-        )
+    problem = spatial_problem(values)
+    if problem:
+        return problem
     try:
         build_config(values, source).validate()
     except TopomicsInputError as err:
