@@ -1,7 +1,8 @@
 """The "Topic inspector" dock: the top features of a topic in one modality, as bars.
 
 It follows the shown result layer: colouring by a topic selects that topic, colouring by a
-modality weight selects that modality.
+modality weight selects that modality. Runs that carry a spatial coherence also list each
+topic's Moran's I and the mean (:class:`._coherence.CoherencePanel`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from . import _keys as keys
+from ._coherence import CoherencePanel
 from ._colouring import DOMINANT, WEIGHT_PREFIX, topic_palette
 from ._follow import ResultsFollower
 from ._mpl import figure_canvas, style_axes
@@ -42,6 +44,7 @@ class TopicInspectorWidget(QWidget, ResultsFollower):
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.canvas, self.theme = figure_canvas(napari_viewer, 4.0, 3.2)
+        self.coherence = CoherencePanel()
 
         form = QFormLayout()
         form.addRow("Topic", self.topic)
@@ -51,10 +54,12 @@ class TopicInspectorWidget(QWidget, ResultsFollower):
         layout.addLayout(form)
         layout.addWidget(self.message)
         layout.addWidget(self.canvas)
+        layout.addWidget(self.coherence)
 
         for box in (self.topic, self.modality):
             box.currentIndexChanged.connect(self._on_pick)
         self.n_top.valueChanged.connect(self._on_pick)
+        self.coherence.topic_clicked.connect(self.topic.setCurrentText)
         self._follow(napari_viewer)
 
     def shown_features(self) -> pd.DataFrame:
@@ -87,11 +92,13 @@ class TopicInspectorWidget(QWidget, ResultsFollower):
 
     def _on_pick(self, _=None) -> None:
         if not self._updating:
+            self.coherence.select(self.topic.currentText())
             self.draw()
 
     def refresh(self) -> None:
         """Follow the shown layer's run and colouring, then redraw."""
         self._sync_pickers()
+        self.coherence.show_results(self.results, self.topic.currentText())
         self.draw()
 
     def draw(self) -> None:
@@ -114,5 +121,8 @@ class TopicInspectorWidget(QWidget, ResultsFollower):
             labels = [str(f) for f in rows["feature"]][::-1]
             ax.barh(labels, rows["score"].to_numpy()[::-1], color=color)
         ax.set_xlabel("weight in the topic's profile")
-        ax.set_title(f"{topic} · {mod}", fontsize=9)
+        coherence = self.coherence.values
+        value = coherence.get(topic) if coherence is not None else None
+        spatial = "" if value is None or value != value else f" · Moran's I {value:.2f}"
+        ax.set_title(f"{topic} · {mod}{spatial}", fontsize=9)
         self.canvas.draw_idle()

@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import _keys as keys
+from ._coherence import COHERENCE_TITLE, topic_coherence
 from ._colouring import DOMINANT, Colouring, colouring_choices, colouring_label, compute_colouring
 from ._colouring import topic_titles as _topic_titles
 from ._follow import ResultsFollower
@@ -173,8 +174,12 @@ class TopicLegendWidget(QWidget, ResultsFollower):
         if categorical:
             modality = self.name_by.currentText() or None
             titles = _topic_titles(results, modality)
+            coherence = topic_coherence(results)
             for topic, rgba in zip(colouring.categories, colouring.category_colors, strict=True):
-                self.entries_list.addItem(QListWidgetItem(swatch_icon(rgba), titles[topic]))
+                item = QListWidgetItem(swatch_icon(rgba), titles[topic])
+                if coherence is not None and np.isfinite(coherence.get(topic, np.nan)):
+                    item.setToolTip(f"{COHERENCE_TITLE}: {coherence[topic]:.3f}")
+                self.entries_list.addItem(item)
             return
         self.colorbar.setPixmap(colorbar_pixmap(colouring.cmap))
         self.vmin_label.setText(f"{colouring.vmin:.3g}")
