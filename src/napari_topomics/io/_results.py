@@ -55,6 +55,11 @@ class TopicResults:
     region, region_key, instance_key, instance_ids, coordinates
         The annotated spatial element, the obs column names used to link rows to it, the
         element instance ids and ``x, y`` coordinates aligned with the rows.
+    spatial_coherence
+        Moran's I of each topic's proportion over the cell-neighbour graph (index the topic
+        names, name ``"morans_i"``; NaN for a topic constant over the cells), or None when
+        not measured (runs written before it existed). The graph is described in the
+        provenance (``graph``, ``n_neighbors``, ``radius``, ``spatial``, ``spatial_mode``).
     """
 
     run_name: str
@@ -68,6 +73,7 @@ class TopicResults:
     instance_key: str = "instance_id"
     instance_ids: np.ndarray | None = None
     coordinates: pd.DataFrame | None = None
+    spatial_coherence: pd.Series | None = None
 
     def __post_init__(self) -> None:
         check_run_name(self.run_name)
@@ -85,6 +91,7 @@ class TopicResults:
         )
         self.instance_ids = check.instance_ids(self.instance_ids, len(index))
         self.coordinates = check.coordinates(self.coordinates, index)
+        self.spatial_coherence = check.spatial_coherence(self.spatial_coherence, self.topic_names)
         if self.region is not None and self.instance_ids is None:
             raise TopomicsInputError(
                 f"TopicResults annotating element {self.region!r} needs instance_ids "
@@ -145,6 +152,8 @@ class TopicResults:
             and not np.array_equal(self.instance_ids, other.instance_ids)
         ):
             out.append("instance_ids")
+        if not check.series_equal(self.spatial_coherence, other.spatial_coherence):
+            out.append("spatial_coherence")
         if list(self.top_features) != list(other.top_features) or any(
             not check.frames_equal(frame, other.top_features[mod])
             for mod, frame in self.top_features.items()
@@ -169,12 +178,17 @@ class TopicResults:
         table: str | None = None,
         seed: int | None = None,
         device: str | None = None,
+        spatial_coherence=None,
+        extra_provenance: dict | None = None,
     ) -> TopicResults:
         """Collect a trained ``MultimodalAmortizedLDA``'s results.
 
         ``top_features`` uses the model's own ranking (``get_top_features_per_topic``: the
         topic's expected feature profile, descending) and keeps that profile value as the
         score; ``n_top`` is capped at each modality's feature count.
+        ``spatial_coherence`` (e.g. ``model.get_spatial_coherence(graph=...)``) is kept as
+        given; ``extra_provenance`` entries (such as the graph description) are added to
+        the provenance.
         """
         from ._results_model import collect
 
@@ -182,10 +196,11 @@ class TopicResults:
             model, run_name=check_run_name(run_name), n_top=n_top, region=region,
             source=source, table=table, seed=seed, device=device,
         )
+        parts["provenance"].update(extra_provenance or {})
         return cls(
             run_name=run_name, region=region, region_key=region_key,
             instance_key=instance_key, instance_ids=instance_ids, coordinates=coordinates,
-            **parts,
+            spatial_coherence=spatial_coherence, **parts,
         )
 
     def to_table(self):

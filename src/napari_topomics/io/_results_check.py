@@ -262,3 +262,43 @@ def frames_equal(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
     except AssertionError:
         return False
     return True
+
+
+def spatial_coherence(value: Any, topics: list[str]) -> pd.Series | None:
+    """``None`` or a float64 Series of Moran's I per topic (index ``topics``, name ``morans_i``).
+
+    A Series must be indexed by the topic names (any order; it is put in topic order); an
+    array-like must hold one value per topic. NaN is allowed (a topic constant over the
+    cells has no Moran's I), infinities are not.
+    """
+    if value is None:
+        return None
+    if isinstance(value, pd.Series):
+        names = [str(v) for v in value.index]
+        if sorted(names) != sorted(topics) or len(set(names)) != len(names):
+            raise TopomicsInputError(
+                f"spatial_coherence must be indexed by the topics {topics}; got {names[:5]}."
+            )
+        value = pd.Series(value.to_numpy(), index=names).reindex(topics)
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise TopomicsInputError(f"spatial_coherence must hold numbers ({err}).") from None
+    if arr.shape != (len(topics),):
+        raise TopomicsInputError(
+            f"spatial_coherence needs one value per topic ({len(topics)}); got {arr.size}."
+        )
+    if np.isinf(arr).any():
+        raise TopomicsInputError("spatial_coherence holds infinite values.")
+    return pd.Series(arr.copy(), index=pd.Index(topics, dtype=object), name="morans_i")
+
+
+def series_equal(a: pd.Series | None, b: pd.Series | None) -> bool:
+    """Exact equality of two series (NaN equals NaN), or both None."""
+    if a is None or b is None:
+        return a is None and b is None
+    try:
+        pd.testing.assert_series_equal(a, b, check_exact=True)
+    except AssertionError:
+        return False
+    return True

@@ -5,7 +5,9 @@ Layout: ``X`` and ``obsm["topic_proportions"]`` hold the float32 proportions
 ``obs`` the region/instance columns, ``dominant_topic``, ``topic_entropy`` and
 ``weight_<modality>``; ``obsm["spatial"]`` the ``x, y`` coordinates when known; and
 ``uns["topomics"]`` the run name, modalities, topic names, top features, ELBO history
-and the provenance as a JSON string.
+and the provenance as a JSON string. The spatial coherence (Moran's I per topic), when
+measured, is ``uns["topomics"]["spatial_coherence"]`` (float64, topic order) and the ``var``
+column ``morans_i``; tables without it (older runs) load with ``spatial_coherence=None``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ UNS_KEY = "topomics"
 PROPORTIONS_KEY = "topic_proportions"
 WEIGHTS_KEY = "modality_weights"
 SPATIAL_KEY = "spatial"
+COHERENCE_KEY = "spatial_coherence"
+COHERENCE_VAR = "morans_i"
 
 
 def _str_array(values) -> np.ndarray:
@@ -78,10 +82,12 @@ def results_to_table(r: TopicResults) -> AnnData:
             "instance_key": r.instance_key,
         }
     }
-    table = ad.AnnData(
-        X=X, obs=obs, var=pd.DataFrame(index=pd.Index(r.topic_names, dtype=object)),
-        obsm=obsm, uns=uns,
-    )
+    var = pd.DataFrame(index=pd.Index(r.topic_names, dtype=object))
+    if r.spatial_coherence is not None:
+        values = r.spatial_coherence.to_numpy(dtype=np.float64, copy=True)
+        uns[UNS_KEY][COHERENCE_KEY] = values
+        var[COHERENCE_VAR] = values.copy()
+    table = ad.AnnData(X=X, obs=obs, var=var, obsm=obsm, uns=uns)
     if r.region is not None:
         from spatialdata.models import TableModel
 
@@ -130,6 +136,15 @@ def _top_frame(columns, mod: str) -> pd.DataFrame:
     return pd.DataFrame({k: np.asarray(_need(columns, k, where)) for k in names})
 
 
+def _coherence(table, uns) -> np.ndarray | None:
+    """Moran's I per topic from ``uns`` (or the ``var`` column), None when absent."""
+    if COHERENCE_KEY in uns and uns[COHERENCE_KEY] is not None:
+        return np.asarray(uns[COHERENCE_KEY], dtype=np.float64).reshape(-1)
+    if COHERENCE_VAR in table.var:
+        return table.var[COHERENCE_VAR].to_numpy(dtype=np.float64)
+    return None
+
+
 def table_to_fields(table: Any, run_name: str | None) -> dict[str, Any]:
     """The ``TopicResults`` constructor arguments stored in ``table``."""
     from anndata import AnnData
@@ -175,4 +190,5 @@ def table_to_fields(table: Any, run_name: str | None) -> dict[str, Any]:
         "coordinates": None if coords is None else pd.DataFrame(
             _dense(coords)[:, :2], index=index, columns=["x", "y"]
         ),
+        "spatial_coherence": _coherence(table, uns),
     }
