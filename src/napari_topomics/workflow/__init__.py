@@ -2,17 +2,21 @@
 
 ``fit_tissue`` reads a tissue, trains the topic model with progress reports and a
 cooperative stop, and returns the run's results; ``resolve_device`` checks a device choice
-against the hardware.
+against the hardware. Every run measures its topics' spatial coherence over the cell graph
+its options describe; spatial runs also fit on that graph.
 """
 
 from ._device import DEVICE_CHOICES, Device, available_devices, resolve_device
 from ._fit import FitConfig, FitOutcome, fit_tissue, prepare_tissue
+from ._spatial import GRAPH_CHOICES, SPATIAL_MODE_CHOICES
 
 __all__ = [
     "DEVICE_CHOICES",
     "Device",
     "FitConfig",
     "FitOutcome",
+    "GRAPH_CHOICES",
+    "SPATIAL_MODE_CHOICES",
     "available_devices",
     "fit_tissue",
     "prepare_tissue",

@@ -14,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..io._errors import TopomicsInputError
 from ._device import resolve_device
+from ._spatial import (
+    MODEL_GRAPH_KEY,
+    build_cell_graph,
+    check_graph_options,
+    measure_coherence,
+    require_graph,
+)
 
 if TYPE_CHECKING:
     from ..io._inputs import TissueInput
@@ -38,8 +45,15 @@ class FitConfig:
         ``{modality: likelihood}`` overrides; the rest are inferred from the data.
     n_topics, n_epochs, batch_size
         Topics to find, training epochs, cells per minibatch.
-    spatial
-        Fit the spatial (graph-encoder) model.
+    spatial, spatial_mode
+        Fit the spatial model, whose encoders also read each cell's neighbours:
+        ``"gcn"`` (graph convolutions over sampled neighbourhoods) or ``"sgc"`` (features
+        smoothed over the graph once, before training).
+    graph, n_neighbors, radius
+        The cell-neighbour graph, built from the cells' centroids in ``coordinate_system``:
+        ``"knn"`` (each cell and its ``n_neighbors`` nearest cells), ``"radius"`` (cells
+        closer than ``radius``, in coordinate units) or ``"delaunay"``. Every run, spatial or
+        not, reports its topics' spatial coherence (Moran's I) over this graph.
     device, seed, threads
         ``"auto"``/``"cpu"``/``"cuda"``/``"mps"``; random seed; torch CPU threads (None:
         :func:`default_threads`).
@@ -61,6 +75,10 @@ class FitConfig:
     n_epochs: int = 100
     batch_size: int = 128
     spatial: bool = False
+    spatial_mode: str = "gcn"
+    graph: str = "knn"
+    n_neighbors: int = 6
+    radius: float | None = None
     device: str = "auto"
     seed: int = 0
     threads: int | None = None
@@ -78,11 +96,7 @@ class FitConfig:
             raise TopomicsInputError(f"n_topics must be at least 2, got {self.n_topics}.")
         if self.threads is not None and self.threads < 1:
             raise TopomicsInputError(f"threads must be at least 1, got {self.threads}.")
-        if self.spatial:
-            raise TopomicsInputError(
-                "spatial fitting (graph encoders over the cell-neighbour graph) is not "
-                "available in this version yet; fit without --spatial."
-            )
+        check_graph_options(self.spatial_mode, self.graph, self.n_neighbors, self.radius)
         resolve_device(self.device)
         from ..io._results import check_run_name
 
@@ -182,6 +196,11 @@ def fit_tissue(
     if config.likelihoods:
         # one entry per modality; None entries are inferred by the model
         model_kwargs["likelihoods"] = [config.likelihoods.get(m) for m in tissue.modalities]
+    graph = build_cell_graph(tissue.coordinates, config, tissue.coordinate_system)
+    if config.spatial:
+        # on the in-memory model input only (a MuData of copies), never the user's table
+        tissue.data.obsp[MODEL_GRAPH_KEY] = require_graph(graph)
+        model_kwargs.update(spatial_keys=MODEL_GRAPH_KEY, spatial_mode=config.spatial_mode)
     model = MultimodalAmortizedLDA.from_data(
         tissue.data, n_topics=config.n_topics, **model_kwargs
     )
@@ -209,6 +228,8 @@ def fit_tissue(
         table=tissue.table,
         seed=config.seed,
         device=device.name,
+        spatial_coherence=measure_coherence(model, graph),
+        extra_provenance=graph.provenance,
     )
     return FitOutcome(results=results, model=model, tissue=tissue, stopped=monitor.stopped)
 
