@@ -4,6 +4,7 @@ from ._figures import (
     plot_dominant_topic,
     plot_elbo,
     plot_modality_weights,
+    plot_spatial_coherence,
     plot_top_features,
     plot_topic_maps,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "plot_dominant_topic",
     "plot_elbo",
     "plot_modality_weights",
+    "plot_spatial_coherence",
     "plot_top_features",
     "plot_topic_maps",
     "write_report",

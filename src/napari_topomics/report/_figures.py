@@ -21,6 +21,7 @@ __all__ = [
     "plot_dominant_topic",
     "plot_elbo",
     "plot_modality_weights",
+    "plot_spatial_coherence",
     "plot_top_features",
     "plot_topic_maps",
     "top_feature_names",
@@ -267,3 +268,39 @@ def plot_elbo(results: TopicResults, out_dir: Path | str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     return _save(fig, out_dir, "elbo.png")
+
+
+def plot_spatial_coherence(results: TopicResults, out_dir: Path | str) -> Path:
+    """``spatial_coherence.png``: Moran's I of each topic as bars, the mean as a line.
+
+    Bars are in the topic colours of :func:`plot_dominant_topic`; a topic without a value
+    (constant over the cells) is marked "n/a".
+    """
+    from ..io._results_spatial import graph_label
+
+    if results.spatial_coherence is None:
+        raise TopomicsInputError(
+            f"run {results.run_name!r} has no spatial coherence (written before it was measured)"
+        )
+    values = results.spatial_coherence.to_numpy(dtype=float)
+    names = results.topic_names
+    fig = _figure(float(np.clip(0.45 * len(names) + 2.6, 4.5, 14.0)), 3.4)
+    ax = fig.subplots()
+    x = np.arange(len(names))
+    ax.bar(x, np.nan_to_num(values), color=topic_palette(len(names)), edgecolor="#444",
+           linewidth=0.5)
+    for i in np.flatnonzero(~np.isfinite(values)):
+        ax.text(i, 0.0, "n/a", ha="center", va="bottom", fontsize=7)
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        ax.axhline(float(finite.mean()), color="#222", linestyle="--", linewidth=1,
+                   label=f"mean {finite.mean():.2f}")
+        ax.legend(frameon=False, fontsize=8, loc="upper right")
+        top, bottom = max(float(finite.max()), 0.05), min(float(finite.min()), 0.0)
+        ax.set_ylim(bottom * 1.2, top * 1.3)  # room for the legend above the bars
+    ax.axhline(0.0, color="#888", linewidth=0.6)
+    ax.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, fontsize=8)
+    ax.set_ylabel("Moran's I")
+    where = graph_label(results.provenance) or "cell graph"
+    ax.set_title(f"Spatial coherence per topic\n(Moran's I over a {where})", fontsize=10)
+    return _save(fig, out_dir, "spatial_coherence.png")

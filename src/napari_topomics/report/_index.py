@@ -7,14 +7,17 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ..io._errors import TopomicsInputError
+from ..io._results_spatial import graph_label, mean_coherence
 from ._canvas import make_canvas
 from ._figures import (
     plot_dominant_topic,
     plot_elbo,
     plot_modality_weights,
+    plot_spatial_coherence,
     plot_top_features,
     plot_topic_maps,
     top_feature_names,
@@ -23,7 +26,7 @@ from ._figures import (
 if TYPE_CHECKING:
     from ..io._results import TopicResults
 
-__all__ = ["provenance_rows", "write_report"]
+__all__ = ["coherence_table", "provenance_rows", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +65,67 @@ def provenance_rows(results: TopicResults) -> list[tuple[str, str]]:
         ("Seed", _fmt(prov.get("seed"))),
         ("Device", _fmt(prov.get("device"))),
     ]
+    if "spatial" in prov:
+        mode = prov.get("spatial_mode")
+        rows.append(("Spatial model", f"yes ({mode})" if prov["spatial"] else "no"))
+    label = graph_label(prov)
+    if label is not None:
+        edges = prov.get("graph_edges")
+        where = prov.get("coordinate_system")
+        extra = [f"{edges} edges" if edges is not None else None,
+                 f"coordinate system {where}" if where else None]
+        extra = [e for e in extra if e]
+        rows.append(("Cell graph", label + (f" ({', '.join(extra)})" if extra else "")))
     for package, version in (prov.get("versions") or {}).items():
         rows.append((f"Version: {package}", _fmt(version)))
     return rows
+
+
+def coherence_table(results: TopicResults) -> pd.DataFrame | None:
+    """Topics (then ``mean``) × ``Moran's I``, formatted; None when not measured."""
+    values = results.spatial_coherence
+    if values is None:
+        return None
+    mean = mean_coherence(values)
+    cells = [_moran(v) for v in values] + [_moran(mean)]
+    return pd.DataFrame(
+        {"Moran's I": cells}, index=pd.Index([*results.topic_names, "mean"], name="topic")
+    )
+
+
+def _moran(value: float | None) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+_COHERENCE_TEXT = (
+    "Moran's I of each topic's proportion over the cell-neighbour graph: about 1 when a topic "
+    "fills contiguous regions, about 0 when it is scattered at random."
+)
+
+
+def _coherence_parts(
+    results: TopicResults, figure: Path | None
+) -> tuple[list[str], list[str]]:
+    """The HTML and Markdown of the "Spatial coherence" section."""
+    table = coherence_table(results)
+    if table is None:
+        note = results.provenance.get("graph_problem") or (
+            "not measured for this run (written by a version that did not measure it)"
+        )
+        text = f"Spatial coherence: {note}."
+        return (["<h2>Spatial coherence</h2>", f"<p>{html.escape(text)}</p>"],
+                ["## Spatial coherence", "", text, ""])
+    label = graph_label(results.provenance) or "cell graph"
+    text = f"{_COHERENCE_TEXT} Graph: {label}."
+    parts = ["<h2>Spatial coherence</h2>", f"<p>{html.escape(text)}</p>", _html_table(table)]
+    md = ["## Spatial coherence", "", text, "", _md_table(table), ""]
+    if figure is not None:
+        parts.append(f"<figure><img src='{html.escape(figure.name)}' alt='{figure.stem}'>"
+                     "<figcaption>Moran's I per topic; dashed line: the mean.</figcaption>"
+                     "</figure>")
+        md += [f"![{figure.stem}]({figure.name})", "", "Moran's I per topic; dashed: the mean.",
+               ""]
+    return parts, md
 
 
 def _topic_summary(results: TopicResults) -> pd.DataFrame:
@@ -121,7 +182,7 @@ _CSS = (
 
 def _write_index(
     out: Path, title: str, results: TopicResults, figures: list[Path], notes: list[str],
-    n_top: int,
+    n_top: int, coherence_figure: Path | None = None,
 ) -> Path:
     prov = pd.DataFrame(provenance_rows(results), columns=["field", "value"]).set_index("field")
     prov.index.name = "field"
@@ -136,6 +197,8 @@ def _write_index(
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
              f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              "<h2>Provenance</h2>", _html_table(prov), "<h2>Topics</h2>", _html_table(summary)]
+    coherence_html, coherence_md = _coherence_parts(results, coherence_figure)
+    parts += coherence_html
     parts += [f"<p><em>{html.escape(n)}</em></p>" for n in notes]
     parts.append("<h2>Figures</h2>")
     for p in figures:
@@ -147,7 +210,7 @@ def _write_index(
     (out / "index.html").write_text("\n".join(parts), encoding="utf-8")
 
     md = [f"# {title}", "", "## Provenance", "", _md_table(prov), "", "## Topics", "",
-          _md_table(summary), ""]
+          _md_table(summary), "", *coherence_md]
     md += [f"*{n}*\n" for n in notes]
     md += ["## Figures", ""]
     for p in figures:
@@ -212,4 +275,7 @@ def write_report(
         if mod in results.top_features:
             figures.append(plot_top_features(results, out, mod, n_top=int(n_top)))
     figures.append(plot_elbo(results, out))
-    return _write_index(out, title, results, figures, notes, int(n_top))
+    coherence_figure = None
+    if results.spatial_coherence is not None:
+        coherence_figure = plot_spatial_coherence(results, out)
+    return _write_index(out, title, results, figures, notes, int(n_top), coherence_figure)
