@@ -11,6 +11,7 @@ import torch
 from scvi import settings
 
 from ..module import EncodedCells
+from ._graph_source import graph_source_for
 
 MODULE_BATCH_ARGS = ("x", "ind", "cat", "cont", "extra")
 
@@ -43,15 +44,22 @@ class InferenceMixin:
             shuffle=False,
         )
         device = self.module.theta_prior_mu.device
-        for tensors in loader:
-            args, _ = self.module._get_fn_args_from_batch(tensors)
-            yield tuple(None if a is None else a.to(device) for a in args)
+        module = self.module
+        training_source = module.graph_source
+        if adata is not self.adata and self.spatial:
+            module.graph_source = graph_source_for(self, adata)  # the query's own graph
+        try:
+            for tensors in loader:
+                args, _ = module._get_fn_args_from_batch(tensors)
+                yield tuple(None if a is None else a.to(device) for a in args)
+        finally:
+            module.graph_source = training_source
 
     def _encoded(self, adata=None, indices=None, batch_size=None) -> Iterator[tuple]:
         """Yield ``(args, EncodedCells)`` per minibatch (call inside :meth:`_inference`)."""
         for args in self._batches(adata, indices, batch_size):
-            x, _, cat, cont, extra = args
-            yield args, self.module.encode(x, cat, cont, extra)
+            x, ind, cat, cont, extra = args
+            yield args, self.module.encode(x, cat, cont, extra, ind)
 
     def _obs_names(self, adata=None, indices=None) -> pd.Index:
         adata = self.adata if adata is None else adata

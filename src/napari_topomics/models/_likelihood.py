@@ -56,8 +56,8 @@ class LikelihoodMixin:
         with self._inference():
             point = [g.posterior_point() for g in module.globals]
             for args in self._batches(adata, indices, batch_size):
-                x, _, cat, cont, extra = args
-                theta = self._theta(module.encode(x, cat, cont, extra), noise)
+                x, ind, cat, cont, extra = args
+                theta = self._theta(module.encode(x, cat, cont, extra, ind), noise)
                 mask = module.modality_mask(x) > 0
                 for m in range(self.n_modalities):
                     obs, data = module.observation(

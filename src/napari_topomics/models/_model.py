@@ -12,7 +12,9 @@ from scvi.model.base import BaseModelClass, PyroSviTrainMixin
 from ..data import INDICES_KEY
 from ..data import _stats as stats
 from ..data._modalities import normalize_likelihood
+from ..data._registered_graphs import has_registered_graph
 from ..module import ModuleConfig, MultimodalLDAModule
+from ..module._graph_encoders import _conv_classes
 from . import _options as opt
 from ._cache import MetricCache
 from ._cells import CellQueriesMixin
@@ -23,8 +25,10 @@ from ._constructor import (
     registered_anndata,
     resolve_likelihoods,
 )
+from ._graph_source import graph_source_for, stats_sgc_scale
 from ._legacy import LegacyInputMixin
 from ._setup_methods import SetupMixin
+from ._spatial_queries import SpatialQueriesMixin
 from ._topic_start import TOPIC_INITS, start_topics_from_clusters
 from ._topics import TopicQueriesMixin
 from ._training_plan import TopicTrainingPlan
@@ -38,6 +42,7 @@ class MultimodalAmortizedLDA(
     SetupMixin,
     CellQueriesMixin,
     TopicQueriesMixin,
+    SpatialQueriesMixin,
     LegacyInputMixin,
 ):
     """Amortized LDA over several modalities, mixed by a mixture of experts.
@@ -177,6 +182,9 @@ class MultimodalAmortizedLDA(
         self.n_modalities = len(counts)
         self._canonical_likelihoods = [normalize_likelihood(v) for v in self.likelihoods]
 
+        self.spatial = has_registered_graph(self.adata.uns)
+        if self.spatial and self.spatial_mode != "sgc":
+            _conv_classes()  # a clear ImportError naming the extra, before training
         registry = self.adata_manager.data_registry
         self.n_cats_per_cov = self._categorical_levels()
         continuous = None
@@ -228,11 +236,34 @@ class MultimodalAmortizedLDA(
                     counts, self.likelihood_weight_mode, self.likelihood_weight_ref
                 )
             ),
+            **self._spatial_config(X, counts),
         )
         self.module = MultimodalLDAModule(config, constants)
+        self.module.graph_source = graph_source_for(self)
         self._metric_cache = MetricCache()
         self._model_summary_string = self._summary()
         self.init_params_ = self._get_init_params(locals())
+
+    def _spatial_config(self, X, counts: list[int]) -> dict:
+        """The spatial fields of the module configuration (§3.11)."""
+        if not self.spatial:
+            return {}
+        mode = "sgc" if self.spatial_mode in ("sgc", "simplified") else "gcn"
+        return {
+            "spatial": True,
+            "spatial_mode": mode,
+            "gcn_n_layers": self.gcn_n_layers,
+            "gcn_n_pre_layers": self.gcn_n_pre_layers,
+            "gcn_conv_type": self.gcn_conv_type,
+            "gcn_hidden_dims": tuple(self.gcn_hidden_dims),
+            "gcn_alpha_init": self.gcn_alpha_init,
+            "gcn_use_learned_alpha": self.gcn_use_learned_alpha,
+            "gcn_sampling": self.gcn_sampling,
+            "gcn_fan_out": tuple(self.gcn_fan_out),
+            "gcn_conv_first": self.gcn_conv_first,
+            "sgc_n_layers": self.sgc_n_layers,
+            "sgc_scale": stats_sgc_scale(X, counts) if mode == "sgc" else (),
+        }
 
     # ------------------------------------------------------------------ attributes
     @property

@@ -42,6 +42,20 @@ class ModuleConfig:
     n_continuous_cov: int = 0
     n_extra_encoder_features: int = 0
     likelihood_weights: tuple[float, ...] = ()
+    # spatial branch (§3.11); ``spatial`` is True only when a graph is registered
+    spatial: bool = False
+    spatial_mode: str = "gcn"
+    gcn_n_layers: int = 1
+    gcn_n_pre_layers: int = 0
+    gcn_conv_type: str = "GATv2Conv"
+    gcn_hidden_dims: tuple[int, ...] = ()
+    gcn_alpha_init: float = 0.7
+    gcn_use_learned_alpha: bool = True
+    gcn_sampling: str = "approx"
+    gcn_fan_out: tuple[int, ...] = ()
+    gcn_conv_first: bool = False
+    sgc_n_layers: int = 1
+    sgc_scale: tuple[float, ...] = ()
 
     @property
     def n_modalities(self) -> int:
@@ -52,6 +66,11 @@ class ModuleConfig:
         """Column slice of each modality in the registered matrix."""
         ends = np.cumsum(self.n_inputs)
         return tuple(slice(int(e - f), int(e)) for e, f in zip(ends, self.n_inputs, strict=True))
+
+    @property
+    def sgc_level_norm(self) -> bool:
+        """Whether SGC normalises topic means per level of the first categorical key."""
+        return self.encode_covariates and bool(self.n_cats_per_cov) and self.n_cats_per_cov[0] > 1
 
     def block(self, m: int) -> slice:
         return self.blocks[m]

@@ -15,6 +15,7 @@ from torch import nn
 from . import _likelihoods as lik
 from ._config import DataConstants, ModuleConfig
 from ._globals import ModalityGlobals
+from ._graph_encoders import GraphEncoder, GraphInputs, SGCEncoder
 from ._networks import ModalityEncoder, build_weighting, masked_softmax, moment_match
 from ._priors import logistic_normal_approximation
 
@@ -62,11 +63,12 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         scale = constants.continuous_scale if n_cont else torch.ones(0)
         self.register_buffer("continuous_mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("continuous_scale", torch.as_tensor(scale, dtype=torch.float32))
-        cat_list = list(config.n_cats_per_cov) if config.encode_covariates else []
-        extra_in = config.n_extra_encoder_features + (n_cont if config.encode_covariates else 0)
-        self.encoders = nn.ModuleList(
-            ModalityEncoder(f + extra_in, k, config.n_hidden, cat_list) for f in config.n_inputs
+        self.register_buffer(
+            "sgc_scale", torch.tensor(config.sgc_scale or (1.0,) * config.n_modalities)
         )
+        self.encoders = build_encoders(config)
+        #: Graph inputs of the data being encoded (spatial models; set by the user class).
+        self.graph_source = None
         self.weighting = build_weighting(
             config.aggregation_type, config.weight_mode, config.n_modalities, k,
             config.n_hidden, config.att_dim,
@@ -130,10 +132,58 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         self._mask_cache = (x, mask)
         return mask
 
-    def encode(self, x, cat=None, cont=None, extra=None) -> EncodedCells:
+    def one_hot_codes(self, cat, first: int = 0) -> list[torch.Tensor]:
+        """One-hot codes of the categorical keys from ``first`` on (encoder covariates)."""
+        cfg = self.config
+        if not (cfg.encode_covariates and cfg.n_cats_per_cov) or cat is None:
+            return []
+        return [
+            torch.nn.functional.one_hot(cat[:, i].long(), n).float()
+            for i, n in enumerate(cfg.n_cats_per_cov) if i >= first
+        ]
+
+    def experts(self, x, cat=None, cont=None, extra=None, ind=None) -> list[tuple]:
+        """``(μ, σ², hidden)`` of every modality's expert for the cells of the batch."""
+        cfg = self.config
+        if not cfg.spatial:
+            inputs, codes = self.encoder_inputs(x, cat, cont, extra)
+            return [enc(inp, codes) for enc, inp in zip(self.encoders, inputs, strict=True)]
+        source = self.graph_source
+        if source is None or ind is None:
+            raise RuntimeError(
+                "A spatial model needs the cells' global indices and a graph source to encode."
+            )
+        device = x.device
+        if cfg.spatial_mode == "sgc":
+            features = source.smoothed_inputs(ind, device)
+            appended = []
+            if extra is not None and cfg.n_extra_encoder_features:
+                appended.append(extra.float())
+            if cfg.encode_covariates and cfg.n_continuous_cov:
+                appended.append(self.standardise(cont))
+            appended += self.one_hot_codes(cat, first=1)
+            level = cat[:, 0] if cfg.sgc_level_norm else None
+            return [
+                enc(torch.cat([f, *appended], dim=-1) if appended else f, level)
+                for enc, f in zip(self.encoders, features, strict=True)
+            ]
+        subgraphs = source.graph_inputs(ind, self.training, device)
+        node_inputs = [self._node_inputs(sub) for sub in subgraphs]
+        outs = []
+        for m, enc in enumerate(self.encoders):
+            g = source.graphs.assignment[m]
+            sub = subgraphs[g]
+            outs.append(enc(node_inputs[g][m], sub.edge_index, sub.edge_weight, sub.n_seeds))
+        return outs
+
+    def _node_inputs(self, sub: GraphInputs) -> list[torch.Tensor]:
+        inputs, _ = self.encoder_inputs(sub.x, sub.cat, sub.cont, sub.extra)
+        codes = self.one_hot_codes(sub.cat)
+        return [torch.cat([inp, *codes], dim=-1) for inp in inputs] if codes else inputs
+
+    def encode(self, x, cat=None, cont=None, extra=None, ind=None) -> EncodedCells:
         """Run every modality encoder and aggregate the experts (training and inference)."""
-        inputs, codes = self.encoder_inputs(x, cat, cont, extra)
-        outs = [enc(inp, codes) for enc, inp in zip(self.encoders, inputs, strict=True)]
+        outs = self.experts(x, cat, cont, extra, ind)
         mu = torch.stack([o[0] for o in outs], dim=1)
         var = torch.stack([o[1] for o in outs], dim=1)
         mask = self.modality_mask(x)
@@ -226,7 +276,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             for g in self.globals:
                 g.sample(guide=True)
         with pyro.plate("cells", size=self.n_obs or batch, subsample_size=batch):
-            enc = self.encode(x, cat, cont, extra)
+            enc = self.encode(x, cat, cont, extra, ind)
             with poutine.scale(scale=beta_kl):
                 z = pyro.sample(
                     "log_cell_topic_dist", dist.Normal(enc.mean, enc.var.sqrt()).to_event(1)
@@ -242,13 +292,14 @@ class MultimodalLDAModule(PyroBaseModuleClass):
     @torch.no_grad()
     def diagnose_non_finite(self, batch: dict) -> str:
         """Name the first modality or site whose values are not finite (after a bad loss)."""
-        (x, _, cat, cont, extra), _ = self._get_fn_args_from_batch(batch)
-        inputs, codes = self.encoder_inputs(x, cat, cont, extra)
+        (x, ind, cat, cont, extra), _ = self._get_fn_args_from_batch(batch)
         names = self.config.modality_names
-        for m, (enc, inp) in enumerate(zip(self.encoders, inputs, strict=True)):
-            if not torch.isfinite(inp).all():
-                return f" in the encoder input of modality {names[m]!r}"
-            mu, var, _ = enc(inp, codes)
+        if not self.config.spatial:
+            inputs, _ = self.encoder_inputs(x, cat, cont, extra)
+            for m, inp in enumerate(inputs):
+                if not torch.isfinite(inp).all():
+                    return f" in the encoder input of modality {names[m]!r}"
+        for m, (mu, var, _) in enumerate(self.experts(x, cat, cont, extra, ind)):
             if not (torch.isfinite(mu).all() and torch.isfinite(var).all()):
                 return f" in the encoder output of modality {names[m]!r}"
         for m, g in enumerate(self.globals):
@@ -270,6 +321,33 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         scvi's default clears Pyro's global store, trains a step and restores the saved
         store, which could hijack the parameters of other live models (spec §5.11).
         """
+
+
+def build_encoders(config: ModuleConfig) -> nn.ModuleList:
+    """One encoder per modality: plain (§3.9), graph (GCN mode) or SGC (§3.11)."""
+    k, hidden = config.n_topics, config.n_hidden
+    n_cont = config.n_continuous_cov if config.encode_covariates else 0
+    extra_in = config.n_extra_encoder_features + n_cont
+    cats = list(config.n_cats_per_cov) if config.encode_covariates else []
+    if not config.spatial:
+        return nn.ModuleList(
+            ModalityEncoder(f + extra_in, k, hidden, cats) for f in config.n_inputs
+        )
+    if config.spatial_mode == "sgc":
+        width = extra_in + sum(cats[1:])
+        levels = config.n_cats_per_cov[0] if config.sgc_level_norm else 1
+        return nn.ModuleList(
+            SGCEncoder(f * (config.sgc_n_layers + 1) + width, k, hidden, levels)
+            for f in config.n_inputs
+        )
+    return nn.ModuleList(
+        GraphEncoder(
+            f + extra_in + sum(cats), k, hidden, config.gcn_n_layers, config.gcn_n_pre_layers,
+            config.gcn_conv_type, config.gcn_hidden_dims, config.gcn_alpha_init,
+            config.gcn_use_learned_alpha, config.gcn_conv_first,
+        )
+        for f in config.n_inputs
+    )
 
 
 def topic_entropy(theta: torch.Tensor) -> torch.Tensor:
