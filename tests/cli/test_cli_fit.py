@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -25,6 +27,9 @@ def test_fit_writes_a_run_and_keeps_everything_else(demo_store, capsys):
     assert "Wrote run 'topomics'" in out
     for modality in ("rna", "protein", "atac"):
         assert f"Top {modality} features per topic:" in out
+    # a plain run reports its coherence over the default 6-NN graph too
+    assert re.search(r"^Spatial coherence \(mean Moran's I over a 6-NN graph\): -?[0-9.]+$",
+                     out, flags=re.M)
     after = tree_hashes(demo_store)
     changed = {k for k in before if after.get(k) != before[k]}
     # only the root metadata may change (it lists the new table)
@@ -70,7 +75,7 @@ def test_fit_likelihood_and_modalities_options(demo_store):
         (["--likelihood", "rna"], "MODALITY=VALUE"),
         (["--run-name", "bad name!"], "bad name!"),
         (["--topics", "1"], "n_topics"),
-        (["--spatial"], "spatial"),
+        (["--spatial", "--neighbors", "0"], "n_neighbors"),
         (["--layer", "rna=missing_layer"], "missing_layer"),
     ],
 )

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..io._results_spatial import coherence_line
 from ..workflow import FitConfig
 from ._args import parse_modalities, parse_pairs
 from ._progress_bar import ProgressBar, StopRequest, stop_on_interrupt
@@ -19,6 +20,10 @@ def config_from_args(args: argparse.Namespace, **overrides) -> FitConfig:
         n_epochs=args.epochs,
         batch_size=args.batch_size,
         spatial=args.spatial,
+        spatial_mode=args.spatial_mode,
+        graph=args.graph,
+        n_neighbors=args.neighbors,
+        radius=args.radius,
         device=args.device,
         seed=args.seed,
         threads=args.threads,
@@ -55,6 +60,7 @@ def print_summary(results, n_show: int = 5) -> None:
     print("\nMean modality weight per cell:")
     for name, value in results.modality_weights.mean().items():
         print(f"  {name}: {value:.3f}")
+    print(f"\n{coherence_line(results)}")
 
 
 def run_fit(args: argparse.Namespace) -> int:

@@ -30,6 +30,25 @@ def _element_size(kind: str, element) -> str:
     return f"{len(element)} points"
 
 
+def _spatial_summary(results) -> str:
+    """``spatial gcn model; mean Moran's I 0.43 over a 6-NN graph`` (or what is known)."""
+    from ..io._results_spatial import graph_label, mean_coherence
+
+    prov = results.provenance
+    if "spatial" not in prov:
+        kind = "model kind not recorded"
+    elif prov["spatial"]:
+        kind = f"spatial {prov.get('spatial_mode')} model"
+    else:
+        kind = "non-spatial model"
+    mean = mean_coherence(results.spatial_coherence)
+    if results.spatial_coherence is None:
+        return f"{kind}; spatial coherence not measured"
+    where = graph_label(prov) or "cell graph"
+    value = "undefined" if mean is None else f"{mean:.2f}"
+    return f"{kind}; mean Moran's I {value} over a {where}"
+
+
 def describe(path: Path) -> str:
     """The text ``info`` prints for ``path``."""
     from ..io._read import detect_source, read_tissue
@@ -65,6 +84,7 @@ def describe(path: Path) -> str:
             f"{', '.join(results.modality_names)}, {prov.get('n_epochs', '?')} epochs, "
             f"seed {prov.get('seed', '?')}, {prov.get('date', '?')} (table {table.name})"
         )
+        lines.append(f"    {_spatial_summary(results)}")
     if not runs:
         lines.append("  (none)")
     return "\n".join(lines)

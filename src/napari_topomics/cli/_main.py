@@ -7,6 +7,7 @@ import os
 import sys
 
 from ..workflow._device import DEVICE_CHOICES
+from ..workflow._spatial import GRAPH_CHOICES, SPATIAL_MODE_CHOICES
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -24,8 +25,24 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, topics: int, epochs: in
     model.add_argument("--likelihood", action="append", metavar="MOD=LIK",
                        help="likelihood of a modality: multinomial, nb, bernoulli or gaussian "
                             "(repeatable; default: inferred from the data)")
-    model.add_argument("--spatial", action=argparse.BooleanOptionalAction, default=False,
-                       help="fit the spatial (graph-encoder) model (default: off)")
+    spatial = parser.add_argument_group("spatial")
+    spatial.add_argument("--spatial", action=argparse.BooleanOptionalAction, default=False,
+                         help="fit the spatial model, whose encoders also read each cell's "
+                              "neighbours in the cell graph (default: off)")
+    spatial.add_argument("--spatial-mode", choices=SPATIAL_MODE_CHOICES, default="gcn",
+                         help="how the spatial model reads neighbours: gcn (graph "
+                              "convolutions over sampled neighbourhoods) or sgc (features "
+                              "smoothed over the graph once) (default gcn)")
+    spatial.add_argument("--graph", choices=GRAPH_CHOICES, default="knn",
+                         help="cell graph built from the cell centroids, used by --spatial "
+                              "and to measure every run's spatial coherence (Moran's I): "
+                              "knn (nearest neighbours), radius (cells closer than --radius) "
+                              "or delaunay (triangulation) (default knn)")
+    spatial.add_argument("--neighbors", type=int, default=6, metavar="N",
+                         help="neighbours per cell of the knn graph (default 6)")
+    spatial.add_argument("--radius", type=float, default=None, metavar="R",
+                         help="neighbour distance of the radius graph, in units of the "
+                              "coordinate system (required with --graph radius)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
                      help="training device (default auto: cuda, then mps, then cpu)")
