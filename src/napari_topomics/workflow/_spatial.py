@@ -111,7 +111,8 @@ def build_cell_graph(
             xy, method=method, n_neighbors=int(config.n_neighbors), radius=config.radius
         )
     except ValueError as err:
-        problem = f"no {method} graph of the {len(xy)} cells could be built ({err})"
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        problem = f"no {method} graph of the {len(xy)} cells could be built ({reason})"
         logger.warning("Spatial coherence not measured: %s", problem)
         prov.update(graph_edges=None, graph_isolated_cells=None, graph_problem=problem)
         return CellGraph(None, prov)
