@@ -128,20 +128,25 @@ def test_spatial_values_are_remembered(viewer, tmp_path):
 
 @pytest.fixture
 def spatial_run(viewer, qtbot, tmp_path):
-    """(viewer, labels, widget) after a 2-epoch spatial (GCN, kNN) fit on 300 demo cells."""
+    """(viewer, labels, widget, inspector) after a 2-epoch spatial (GCN, kNN) fit on 300
+    demo cells; the inspector was opened before the run."""
+    from napari_topomics.plugin._inspector import TopicInspectorWidget
+
     labels = add_tissue(viewer, demo_sdata(n_cells=N_CELLS))
     widget = make_widget(viewer, tmp_path / "v.json")
+    inspector = TopicInspectorWidget(viewer)
+    assert inspector.results is None and inspector.coherence.isHidden()
     quick(widget, epochs=2, topics=3)
     widget.form.spatial.setChecked(True)
     assert widget.run_button.isEnabled(), widget.status.text()
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
     assert widget.job is not None
     wait_done(qtbot, widget, timeout=120)
-    return viewer, labels, widget
+    return viewer, labels, widget, inspector
 
 
 def test_spatial_fit_runs_and_paints(spatial_run):
-    viewer, labels, widget = spatial_run
+    viewer, labels, widget, _ = spatial_run
     assert widget.result.ok, widget.message.text()
     assert widget.message.text().startswith("Done: run 'topomics', 3 topics on")
     assert widget.progress_bar.value() == 1000
@@ -157,14 +162,13 @@ def test_spatial_fit_runs_and_paints(spatial_run):
 
 
 def test_inspector_shows_each_topics_morans_i(spatial_run):
-    from napari_topomics.plugin._inspector import TopicInspectorWidget
     from napari_topomics.plugin._legend import TopicLegendWidget
     from napari_topomics.plugin._result_layers import color_by
 
-    viewer, labels, _ = spatial_run
+    viewer, labels, _, inspector = spatial_run
     results = labels.metadata[RESULTS]
     coherence = results.spatial_coherence
-    inspector = TopicInspectorWidget(viewer)
+    assert inspector.results is results  # a run painted in place on the active layer
     panel = inspector.coherence
     assert not panel.isHidden()
     assert panel.title() == "Spatial coherence (Moran's I)"

@@ -154,7 +154,9 @@ class CoherencePanel(QGroupBox):
             self.topic_clicked.emit(item.text())
 
     def _fit_height(self) -> None:
-        rows = min(self.table.rowCount(), 8)
-        height = self.table.horizontalHeader().height() + sum(
+        """As tall as its rows (up to 10; more scroll), so no space is left empty."""
+        self.table.resizeRowsToContents()
+        rows = min(self.table.rowCount(), 10)
+        height = self.table.horizontalHeader().sizeHint().height() + sum(
             self.table.rowHeight(r) for r in range(rows))
-        self.table.setMaximumHeight(height + 2 * self.table.frameWidth() + 2)
+        self.table.setFixedHeight(height + 2 * self.table.frameWidth() + 2)

@@ -32,6 +32,7 @@ class ResultsFollower:
     def _follow(self, viewer: napari.Viewer) -> None:
         self.viewer = viewer
         self.layer = None
+        self._watched: list[Layer] = []
         viewer.layers.selection.events.active.connect(self._update_layer)
         viewer.layers.events.removed.connect(self._update_layer)
         viewer.layers.events.inserted.connect(self._update_layer)
@@ -56,20 +57,33 @@ class ResultsFollower:
 
     def _update_layer(self, event=None) -> None:
         layer = self._pick_layer()
+        # the active layer is watched too: a run painted in place on it (already active, so
+        # no selection event) announces itself only through its colouring event
+        self._watch([layer, self.viewer.layers.selection.active])
         if layer is self.layer and event is not None and layer is not None:
             return
-        if self.layer is not None:
-            try:
-                colouring_event(self.layer).disconnect(self._on_colouring)
-            except (RuntimeError, ValueError, TypeError):
-                pass
         self.layer = layer
-        if layer is not None:
-            colouring_event(layer).connect(self._on_colouring)
         self.refresh()
 
+    def _watch(self, layers: list) -> None:
+        wanted = []
+        for layer in layers:
+            if layer is not None and all(layer is not w for w in wanted):
+                wanted.append(layer)
+        watched = self._watched
+        for old in watched:
+            if all(old is not w for w in wanted):
+                try:
+                    colouring_event(old).disconnect(self._on_colouring)
+                except (RuntimeError, ValueError, TypeError):
+                    pass
+        for new in wanted:
+            if all(new is not w for w in watched):
+                colouring_event(new).connect(self._on_colouring)
+        self._watched = wanted
+
     def _on_colouring(self, event=None) -> None:
-        self.refresh()
+        self._update_layer()  # a run may have been painted on (or removed from) the layer
 
     def refresh(self) -> None:  # pragma: no cover - implemented by the docks
         raise NotImplementedError
