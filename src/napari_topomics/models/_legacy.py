@@ -76,6 +76,15 @@ class LegacyInputMixin:
             renamed[new_key] = value
         self.data_dict = renamed
 
+    def _query_graph_keys(self) -> str | None:
+        """The graph key new data is set up with (a spatial model needs the query's graph)."""
+        if not self.spatial:
+            return None
+        graph = self.adata.uns.get(input_data.GRAPH_KEY)
+        if isinstance(graph, dict) and graph.get("key") is not None:
+            return str(graph["key"])
+        return input_data.CONNECTIVITIES_KEY
+
     def _prepare_query(self, data) -> AnnData:
         """Set up new data like the registered data and return the AnnData to query."""
         meta = self.adata.uns.get(input_data.MODALITY_SETUP_KEY, {})
@@ -98,7 +107,7 @@ class LegacyInputMixin:
         if kind in ("anndata", "spatialdata"):
             layers = layer_dict.get(self.modality_names[0]) if self.n_modalities == 1 else None
         prepared = input_data.prepare_data(
-            data, modalities=modalities, layers=layers,
+            data, modalities=modalities, layers=layers, spatial_keys=self._query_graph_keys(),
             categorical_covariate_keys=cat_keys, continuous_covariate_keys=cont_keys,
         )
         query = prepared.adata

@@ -55,6 +55,10 @@ class SetupMixin:
             "continuous_covariate_keys": continuous_covariate_keys,
             "encoder_extra_obsm_key": encoder_extra_obsm_key,
         }
+        graph = adata.uns.get(input_data.GRAPH_KEY)
+        if isinstance(graph, dict) and graph.get("key") is not None:
+            # re-running setup at load time must find the graph again (§5.11)
+            setup_args["spatial_key"] = str(graph["key"])
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, prepared.layer, is_count_data=False),
             NumericalObsField(REGISTRY_KEYS.INDICES_KEY, input_data.INDICES_KEY),
