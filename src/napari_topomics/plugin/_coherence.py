@@ -39,7 +39,7 @@ COHERENCE_TIP = (
 
 def topic_coherence(results: TopicResults | None) -> pd.Series | None:
     """Moran's I per topic (float, indexed by the run's topic names), or None when absent."""
-    values = getattr(results, "spatial_coherence", None) if results is not None else None
+    values = results.spatial_coherence if results is not None else None
     if values is None:
         return None
     series = pd.Series(values, dtype=np.float64)

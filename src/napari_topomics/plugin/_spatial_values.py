@@ -47,13 +47,10 @@ def parse_radius(text: str) -> float | str | None:
 def spatial_options(values: Mapping[str, Any]) -> dict[str, Any]:
     """The ``FitConfig`` spatial fields of the widget's ``values``.
 
-    Graph options are passed only for a spatial run (a plain run keeps FitConfig's
-    defaults); fields this version's FitConfig lacks are left out.
+    Graph options are passed only for a spatial run: a plain run measures its spatial
+    coherence over FitConfig's default graph (6 nearest neighbours), not over the
+    greyed-out choices.
     """
-    from dataclasses import fields
-
-    from ..workflow import FitConfig
-
     out: dict[str, Any] = {"spatial": bool(values.get("spatial", False))}
     if out["spatial"]:
         graph = str(values.get("graph") or "knn")
@@ -64,8 +61,7 @@ def spatial_options(values: Mapping[str, Any]) -> dict[str, Any]:
             n_neighbors=int(values.get("n_neighbors", 6)),
             radius=float(radius) if graph == "radius" and radius is not None else None,
         )
-    known = {f.name for f in fields(FitConfig)}
-    return {k: v for k, v in out.items() if k in known}
+    return out
 
 
 def spatial_problem(values: Mapping[str, Any]) -> str | None:
