@@ -351,7 +351,8 @@ def test_cell_entropy_range_and_mean(trained_model):
     # with the default 100 draws within Monte-Carlo error
     precise = trained_model.get_cell_entropy(n_samples=5000)
     assert float(np.mean(precise)) == pytest.approx(trained_model.get_entropy(), abs=1e-6)
-    assert float(np.mean(ent)) == pytest.approx(trained_model.get_entropy(), abs=0.05)
+    # (the 100 draws are shared by all cells, so their error does not average out)
+    assert float(np.mean(ent)) == pytest.approx(trained_model.get_entropy(), abs=0.1)
     plug = trained_model.get_cell_entropy(n_samples=None)
     theta = trained_model.get_cell_topic_dist(n_samples=None).astype(np.float64)
     np.testing.assert_allclose(plug, -(theta * np.log(np.maximum(theta, 1e-8))).sum(1),

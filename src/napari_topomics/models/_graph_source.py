@@ -124,6 +124,25 @@ class GraphSource:
             ))
         return out
 
+    # ------------------------------------------------------------------ neighbourhoods
+    def neighbour_counts(
+        self, ind: torch.Tensor, device: torch.device
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per distinct graph: the summed registered rows of each seed's neighbours, and
+        the seeds' degrees. Work ∝ the seeds' neighbourhoods (a CSR row slice)."""
+        seeds = ind.detach().cpu().numpy().astype(np.int64).reshape(-1)
+        out = []
+        for A in self.graphs.adjacency:
+            rows = A[seeds]
+            summed = rows @ self.X
+            summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
+            degree = np.diff(rows.indptr).astype(np.float32)
+            out.append((
+                torch.from_numpy(np.ascontiguousarray(summed, dtype=np.float32)).to(device),
+                torch.from_numpy(degree).to(device),
+            ))
+        return out
+
     # ------------------------------------------------------------------ SGC mode
     def smoothed_inputs(self, ind: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
         """Each modality's smoothed features of the cells ``ind``."""

@@ -29,7 +29,8 @@ class LikelihoodMixin:
         module = self.module
         loss_fn = pyro.infer.TraceMeanField_ELBO()
         model = poutine.block(module.model, hide=REGULARISER_SITES)
-        saved_n_obs = module.n_obs
+        saved_n_obs, saved_neighbour = module.n_obs, module.neighbour_weight
+        module.neighbour_weight = 0.0  # the ELBO of the cells' own data (§5.3)
         total = 0.0
         with torch.random.fork_rng(devices=[]), self._inference():
             torch.manual_seed(seeded_generator().initial_seed())
@@ -39,7 +40,7 @@ class LikelihoodMixin:
                     loss = loss_fn.loss(model, module.guide, *args, kl_weight=self.kl_weight)
                     total += loss * args[0].shape[0] / n_cells
             finally:
-                module.n_obs = saved_n_obs
+                module.n_obs, module.neighbour_weight = saved_n_obs, saved_neighbour
         return -float(total)
 
     def _n_selected(self, adata, indices) -> int:

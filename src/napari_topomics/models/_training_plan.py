@@ -56,6 +56,12 @@ class TopicTrainingPlan(PyroTrainingPlan):
         Its keyword arguments; default ``{"lr": 1e-3, "weight_decay": 0.0}``.
     kl_warmup_fraction, kl_warmup_min
         KL warm-up (spec §3.12).
+    neighbour_likelihood_weight
+        Spatial models only: weight λ of each cell's neighbourhood counts in its likelihood
+        (the neighbours together weigh λ cells; the default 6 makes each neighbour of a
+        6-nearest-neighbour graph count as much as the cell itself; 0 turns the spatial
+        smoothing of the posterior off, leaving only the graph encoder, which then learns
+        to ignore the neighbours: see docs/model.md).
     lr_final_fraction
         Cosine decay of every learning rate over ``max_epochs``, ending at this fraction of
         its start (1 keeps it constant).
@@ -75,6 +81,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         kl_warmup_min: float = 0.01,
         global_lr_factor: float | str = 30.0,
         lr_final_fraction: float = 1.0,
+        neighbour_likelihood_weight: float = 6.0,
         **unused,
     ):
         # Skip PyroTrainingPlan.__init__ (it builds an SVI object and manual optimisation).
@@ -96,6 +103,13 @@ class TopicTrainingPlan(PyroTrainingPlan):
             )
         self.global_lr_factor = global_lr_factor
         self.lr_final_fraction = float(lr_final_fraction)
+        weight = float(neighbour_likelihood_weight)
+        if not weight >= 0:
+            raise ValueError(
+                "plan_kwargs['neighbour_likelihood_weight'] must be a number >= 0; "
+                f"got {neighbour_likelihood_weight!r}."
+            )
+        pyro_module.neighbour_weight = weight
         self.use_kl_weight = True
         self._epoch_sums: dict[str, list] = {}
 

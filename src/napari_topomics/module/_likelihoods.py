@@ -138,7 +138,8 @@ class SqueezedBernoulli(TorchDistribution):
         rows, cols = value.nonzero(as_tuple=True)
         rate = self.rate[rows, cols]
         open_ = torch.log(BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * (-torch.expm1(-rate)))
-        gain = open_ - closed[rows, cols]
+        # soft targets (a neighbourhood's open fraction) weigh the gain by their value
+        gain = (open_ - closed[rows, cols]) * value[rows, cols]
         total = closed.sum(-1)
         return total + torch.zeros_like(total).index_add_(0, rows, gain)
 

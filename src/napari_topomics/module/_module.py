@@ -69,6 +69,9 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         self.encoders = build_encoders(config)
         #: Graph inputs of the data being encoded (spatial models; set by the user class).
         self.graph_source = None
+        #: Weight λ of each cell's neighbourhood counts in its likelihood (spatial models;
+        #: set by the training plan).
+        self.neighbour_weight = 0.0
         self.weighting = build_weighting(
             config.aggregation_type, config.weight_mode, config.n_modalities, k,
             config.n_hidden, config.att_dim,
@@ -239,6 +242,18 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         return lik.negative_binomial_obs(r, counts.sum(-1), g["size"], fixed), counts
 
     # ------------------------------------------------------------------ Pyro model/guide
+    def cell_plate(self, x: torch.Tensor):
+        """The cells plate: size N_train, the minibatch as an explicit subsample.
+
+        Passing the subsample keeps Pyro from drawing ``randperm(N)`` on every step, which
+        made each step cost O(N) (41 ms per step at a million cells).
+        """
+        batch = x.shape[0]
+        return pyro.plate(
+            "cells", size=self.n_obs or batch,
+            subsample=torch.arange(batch, device=x.device),
+        )
+
     def _kl(self, kl_weight):
         return self.current_kl_weight if kl_weight is None else float(kl_weight)
 
@@ -249,7 +264,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         with poutine.scale(scale=beta_kl):
             globals_ = [g.sample(guide=False) for g in self.globals]
         mask = self.modality_mask(x) > 0
-        with pyro.plate("cells", size=self.n_obs or batch, subsample_size=batch):
+        with self.cell_plate(x):
             with poutine.scale(scale=beta_kl):
                 prior = dist.Normal(self.theta_prior_mu, self.theta_prior_sigma)
                 z = pyro.sample(
@@ -262,11 +277,38 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                 )
                 with poutine.scale(scale=self.likelihood_weights[m]):
                     pyro.sample(f"feature_counts_{m}", obs_dist.mask(mask[:, m]), obs=data)
+            if cfg.spatial and self.neighbour_weight > 0:
+                self.neighbourhood_likelihood(ind, theta, globals_, cat, cont)
             if cfg.entropy_weight > 0:
                 pyro.factor("entropy_bonus", cfg.entropy_weight * topic_entropy(theta))
         if cfg.topic_variance_weight > 0 and batch >= 2:
             variance = theta.var(0, unbiased=False).sum()
             pyro.factor("topic_variance_bonus", cfg.topic_variance_weight * variance)
+
+    def neighbourhood_likelihood(self, ind, theta, globals_, cat, cont) -> None:
+        """Spatial smoothing of the posterior: cell n's θ also explains its neighbours.
+
+        The summed counts of the neighbours enter cell n's likelihood with weight
+        ``λ / degree`` (so the whole neighbourhood weighs ``λ`` cells; isolated cells get
+        none). Without this term a graph encoder cannot help: the ELBO optimum of an
+        i.i.d. prior is the posterior given the cell's own data alone.
+        """
+        cfg = self.config
+        sums = self.graph_source.neighbour_counts(ind, theta.device)
+        for m in range(cfg.n_modalities):
+            if not cfg.is_count(m):
+                continue
+            block, degree = sums[self.graph_source.graphs.assignment[m]]
+            block = block[:, cfg.block(m)]
+            if cfg.likelihoods[m] == "bernoulli":
+                block = block / degree.clamp_min(1.0).unsqueeze(-1)  # open fraction
+            obs_dist, data = self.observation(m, block, theta, globals_[m], cat, cont)
+            if cfg.likelihoods[m] == "bernoulli":
+                per_cell = (degree > 0).float()
+            else:
+                per_cell = torch.where(degree > 0, 1.0 / degree.clamp_min(1.0), 0.0)
+            weight = self.neighbour_weight * self.likelihood_weights[m] * per_cell
+            pyro.factor(f"neighbour_counts_{m}", weight * obs_dist.log_prob(data))
 
     def guide(self, x, ind, cat=None, cont=None, extra=None, kl_weight=None):
         """Mean-field guide: global factors and the amortised, aggregated ``q(z_n)``."""
@@ -275,7 +317,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         with poutine.scale(scale=beta_kl):
             for g in self.globals:
                 g.sample(guide=True)
-        with pyro.plate("cells", size=self.n_obs or batch, subsample_size=batch):
+        with self.cell_plate(x):
             enc = self.encode(x, cat, cont, extra, ind)
             with poutine.scale(scale=beta_kl):
                 z = pyro.sample(
