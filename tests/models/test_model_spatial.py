@@ -266,3 +266,20 @@ def test_spatial_coherence_is_morans_i_of_the_topics(helpers):
     assert by_coords.shape == (helpers.n_topics,) and np.isfinite(by_coords).all()
     with pytest.raises(ValueError, match="wrong_key"):
         plain.get_spatial_coherence(graph="wrong_key")
+
+
+# ---------------------------------------------------------------------- neighbourhood term
+def test_neighbourhood_term_shapes_training_not_the_reported_elbo(helpers):
+    model = _model(helpers, train=False, spatial_mode="sgc")
+    elbo = model.get_elbo()
+    model.module.neighbour_weight = 50.0
+    assert model.get_elbo() == pytest.approx(elbo, rel=1e-6)  # §5.3: the cells' own data
+    sums = model.module.graph_source.neighbour_counts(torch.arange(5), torch.device("cpu"))
+    (summed, degree), = sums
+    graph = model.module.graph_source.graphs.adjacency[0]
+    X = model.module.graph_source.X
+    expected = graph[:5] @ (X.toarray() if sp.issparse(X) else X)
+    np.testing.assert_allclose(summed.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(degree.numpy(), np.diff(graph.indptr)[:5])
+    with pytest.raises(ValueError, match="neighbour_likelihood_weight"):
+        model.train(**TRAIN, plan_kwargs={"neighbour_likelihood_weight": -1.0})
