@@ -283,3 +283,45 @@ def test_neighbourhood_term_shapes_training_not_the_reported_elbo(helpers):
     np.testing.assert_array_equal(degree.numpy(), np.diff(graph.indptr)[:5])
     with pytest.raises(ValueError, match="neighbour_likelihood_weight"):
         model.train(**TRAIN, plan_kwargs={"neighbour_likelihood_weight": -1.0})
+
+
+@pytest.mark.parametrize("mode", ["gcn", "sgc"])
+def test_covariates_and_extra_features_reach_the_spatial_encoders(helpers, mode):
+    adata = _rna(helpers)
+    rng = np.random.default_rng(0)
+    adata.obs["batch"] = pd.Categorical(rng.choice(["a", "b", "c"], helpers.n_cells))
+    adata.obs["site"] = pd.Categorical(rng.choice(["x", "y"], helpers.n_cells))
+    adata.obsm["emb"] = rng.normal(size=(helpers.n_cells, 3)).astype(np.float32)
+    MultimodalAmortizedLDA.setup_anndata(
+        adata, layer="counts", spatial_key="spatial",
+        categorical_covariate_keys=["batch", "site"], encoder_extra_obsm_key="emb",
+    )
+    model = MultimodalAmortizedLDA(adata, spatial_mode=mode, **helpers.small)
+    if mode == "sgc":
+        norm = model.module.encoders[0].mean_norm
+        assert norm.running_mean.shape == (3, helpers.n_topics)  # one per level of "batch"
+    model.train(**TRAIN)
+    theta = _theta(model)
+    changed = adata.copy()
+    changed.obs["site"] = pd.Categorical(
+        np.where(changed.obs["site"] == "x", "y", "x"), categories=["x", "y"]
+    )
+    assert not np.allclose(_theta(model, adata=changed), theta)  # covariates are encoded
+    moved = adata.copy()
+    moved.obsm["emb"] = moved.obsm["emb"] + 3.0
+    assert not np.allclose(_theta(model, adata=moved), theta)  # extra features are encoded
+
+
+def test_level_batch_norm_normalises_each_level_on_its_own():
+    from napari_topomics.module._graph_encoders import LevelBatchNorm
+
+    norm = LevelBatchNorm(2, 3)
+    x = torch.cat([torch.randn(50, 2) * 5 + 10, torch.randn(50, 2) * 0.1 - 4])
+    level = torch.cat([torch.zeros(50), torch.ones(50)]).long()
+    out = norm(x, level)
+    for lv in (0, 1):
+        part = out[level == lv]
+        np.testing.assert_allclose(part.mean(0).detach().numpy(), 0.0, atol=1e-4)
+        np.testing.assert_allclose(part.std(0, unbiased=False).detach().numpy(), 1.0, atol=1e-2)
+    assert torch.equal(norm.running_mean[2], torch.zeros(2))  # level 2 absent: untouched
+    assert (norm.running_mean[0] > 0.5).all() and (norm.running_mean[1] < -0.3).all()
