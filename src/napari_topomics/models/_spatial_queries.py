@@ -64,9 +64,7 @@ class SpatialQueriesMixin:
                 validate_graph(adata.obsp[graph], n, f"obsp[{graph!r}]")
                 return sp.csr_matrix(adata.obsp[graph])
             if graph in adata.obsm:
-                return build_spatial_graph(
-                    np.asarray(adata.obsm[graph]), n_neighbors=DEFAULT_N_NEIGHBORS
-                )[0]
+                return _knn_graph(adata.obsm[graph])
             raise ValueError(
                 f"graph={graph!r} is neither an obsp key {list(adata.obsp)} nor an obsm key "
                 f"of coordinates {list(adata.obsm)}."
@@ -77,11 +75,13 @@ class SpatialQueriesMixin:
         if CONNECTIVITIES_KEY in adata.obsp:
             return sp.csr_matrix(adata.obsp[CONNECTIVITIES_KEY])
         if DEFAULT_COORDS_KEY in adata.obsm:
-            return build_spatial_graph(
-                np.asarray(adata.obsm[DEFAULT_COORDS_KEY]), n_neighbors=DEFAULT_N_NEIGHBORS
-            )[0]
+            return _knn_graph(adata.obsm[DEFAULT_COORDS_KEY])
         raise ValueError(
             "No cell graph to measure spatial coherence on: pass graph= (a matrix, an obsp "
             f"key or an obsm key of coordinates), or give the cells obsp[{CONNECTIVITIES_KEY!r}] "
             f"or obsm[{DEFAULT_COORDS_KEY!r}] coordinates."
         )
+
+
+def _knn_graph(coords) -> sp.csr_matrix:
+    return build_spatial_graph(np.asarray(coords), n_neighbors=DEFAULT_N_NEIGHBORS)[0]
