@@ -226,9 +226,14 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             return theta @ torch.softmax(logits, dim=-1)
         return torch.einsum("bk,bkf->bf", theta, torch.softmax(logits + offset, dim=-1))
 
-    def observation(self, m: int, block: torch.Tensor, theta: torch.Tensor, g: dict, cat, cont):
-        """The observation distribution of modality ``m`` and the data it scores."""
-        r = self.feature_frequencies(m, theta, g, cat, cont)
+    def observation(
+        self, m: int, block: torch.Tensor, theta: torch.Tensor, g: dict, cat, cont, r=None
+    ):
+        """The observation distribution of modality ``m`` and the data it scores.
+
+        ``r`` (the expected frequencies) is computed from ``theta`` unless given.
+        """
+        r = self.feature_frequencies(m, theta, g, cat, cont) if r is None else r
         kind = self.config.likelihoods[m]
         if kind == "gaussian":
             return lik.gaussian_obs(r, g["sigma"]).to_event(1), block
@@ -271,21 +276,23 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                     "log_cell_topic_dist", prior.expand([batch, cfg.n_topics]).to_event(1)
                 )
             theta = torch.softmax(z, dim=-1)
+            frequencies = []
             for m in range(cfg.n_modalities):
+                frequencies.append(self.feature_frequencies(m, theta, globals_[m], cat, cont))
                 obs_dist, data = self.observation(
-                    m, x[:, cfg.block(m)], theta, globals_[m], cat, cont
+                    m, x[:, cfg.block(m)], theta, globals_[m], cat, cont, frequencies[m]
                 )
                 with poutine.scale(scale=self.likelihood_weights[m]):
                     pyro.sample(f"feature_counts_{m}", obs_dist.mask(mask[:, m]), obs=data)
             if cfg.spatial and self.neighbour_weight > 0:
-                self.neighbourhood_likelihood(ind, theta, globals_, cat, cont)
+                self.neighbourhood_likelihood(ind, theta, globals_, cat, cont, frequencies)
             if cfg.entropy_weight > 0:
                 pyro.factor("entropy_bonus", cfg.entropy_weight * topic_entropy(theta))
         if cfg.topic_variance_weight > 0 and batch >= 2:
             variance = theta.var(0, unbiased=False).sum()
             pyro.factor("topic_variance_bonus", cfg.topic_variance_weight * variance)
 
-    def neighbourhood_likelihood(self, ind, theta, globals_, cat, cont) -> None:
+    def neighbourhood_likelihood(self, ind, theta, globals_, cat, cont, frequencies) -> None:
         """Spatial smoothing of the posterior: cell n's θ also explains its neighbours.
 
         The summed counts of the neighbours enter cell n's likelihood with weight
@@ -302,7 +309,9 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             block = block[:, cfg.block(m)]
             if cfg.likelihoods[m] == "bernoulli":
                 block = block / degree.clamp_min(1.0).unsqueeze(-1)  # open fraction
-            obs_dist, data = self.observation(m, block, theta, globals_[m], cat, cont)
+            obs_dist, data = self.observation(
+                m, block, theta, globals_[m], cat, cont, frequencies[m]
+            )
             if cfg.likelihoods[m] == "bernoulli":
                 per_cell = (degree > 0).float()
             else:
