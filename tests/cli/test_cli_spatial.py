@@ -51,6 +51,14 @@ def test_spatial_fit_writes_a_run_that_says_how_it_was_fitted(demo_store, tmp_pa
     info = capsys.readouterr().out
     assert f"spatial gcn model; mean Moran's I {coherence.mean():.2f} over a 4-NN graph" in info
 
+    # a spatial model is saved with its data (graph included), so it reloads as it was
+    from napari_topomics.io import load_run_model
+
+    model = load_run_model(demo_store, "sp")
+    assert model.spatial and model.module.config.spatial_mode == "gcn"
+    theta = model.get_cell_topic_dist(n_samples=None)
+    assert theta.shape == (model.adata.n_obs, 3)
+
 
 def test_radius_graph_without_radius_fails_before_anything_is_written(demo_store, capsys):
     before = tree_hashes(demo_store)

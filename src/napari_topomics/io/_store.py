@@ -176,7 +176,7 @@ def write_run(
     *,
     model=None,
     overwrite: bool = False,
-    save_model_data: bool = False,
+    save_model_data: bool | None = None,
 ) -> str:
     """Add a run's table (and model) to an on-disk SpatialData store, crash-safely.
 
@@ -192,6 +192,7 @@ def write_run(
         Replace an existing run of the same name (never a table that is not a run).
     save_model_data
         Also save the model's registered AnnData, so the model loads without ``data``.
+        ``None`` (default): only for spatial models, whose graph must come back with them.
 
     Returns
     -------
@@ -228,6 +229,8 @@ def write_run(
             checkpoint("staging")
             _stage_table(tx, table)
             if model is not None:
+                if save_model_data is None:
+                    save_model_data = bool(getattr(model, "spatial", False))
                 model.save(str(tx.staged_model), overwrite=True, save_anndata=save_model_data)
             checkpoint("staged")
             commit_write(tx, has_model=model is not None)
