@@ -325,3 +325,18 @@ def test_level_batch_norm_normalises_each_level_on_its_own():
         np.testing.assert_allclose(part.std(0, unbiased=False).detach().numpy(), 1.0, atol=1e-2)
     assert torch.equal(norm.running_mean[2], torch.zeros(2))  # level 2 absent: untouched
     assert (norm.running_mean[0] > 0.5).all() and (norm.running_mean[1] < -0.3).all()
+
+
+def test_squidpy_graphs_are_used_as_they_are(helpers):
+    squidpy = pytest.importorskip("squidpy")
+    adata = _rna(helpers)
+    squidpy.gr.spatial_neighbors(adata, coord_type="generic", n_neighs=5)
+    made = adata.obsp[CONNECTIVITIES_KEY].copy()
+    MultimodalAmortizedLDA.setup_anndata(adata, layer="counts", spatial_key=CONNECTIVITIES_KEY)
+    model = MultimodalAmortizedLDA(adata, **helpers.small)
+    used = model.module.graph_source.graphs.adjacency[0]
+    symmetric = ((made + made.T) > 0).astype(np.float32)
+    symmetric.setdiag(0)
+    symmetric.eliminate_zeros()
+    assert (used != symmetric).nnz == 0
+    assert (adata.obsp[CONNECTIVITIES_KEY] != made).nnz == 0  # untouched
