@@ -77,13 +77,16 @@ def test_top_features_follow_the_model_ranking_and_scores(trained, results):
     model, _ = trained
     for mod, n_features in (("rna", 5), ("protein", N_PROTS)):  # n_top=5 capped at 4
         frame = results.top_features[mod]
-        profile = model.get_feature_topic_dist(mod)
+        ranked = model.get_top_features_per_topic(
+            mod, n_features=n_features, return_scores=True, ranking="distinctive"
+        )
         for topic in results.topic_names:
             rows = frame[frame["topic"] == topic]
             assert list(rows["rank"]) == list(range(1, n_features + 1))
-            expected = profile[topic].sort_values(ascending=False, kind="stable")
-            assert list(rows["feature"]) == list(expected.index[:n_features])
-            np.testing.assert_allclose(rows["score"], expected.to_numpy()[:n_features], rtol=1e-6)
+            assert list(rows["feature"]) == [name for name, _ in ranked[topic]]
+            np.testing.assert_allclose(
+                rows["score"], [score for _, score in ranked[topic]], rtol=1e-6
+            )
 
 
 def test_provenance_is_complete_and_json(trained, results):

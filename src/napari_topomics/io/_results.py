@@ -183,9 +183,9 @@ class TopicResults:
     ) -> TopicResults:
         """Collect a trained ``MultimodalAmortizedLDA``'s results.
 
-        ``top_features`` uses the model's own ranking (``get_top_features_per_topic``: the
-        topic's expected feature profile, descending) and keeps that profile value as the
-        score; ``n_top`` is capped at each modality's feature count.
+        ``top_features`` uses the model's distinctive ranking
+        (``get_top_features_per_topic(..., ranking="distinctive")``) and keeps its score;
+        ``n_top`` is capped at each modality's feature count.
         ``spatial_coherence`` (e.g. ``model.get_spatial_coherence(graph=...)``) is kept as
         given; ``extra_provenance`` entries (such as the graph description) are added to
         the provenance.

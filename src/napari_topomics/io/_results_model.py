@@ -27,8 +27,15 @@ def package_versions() -> dict[str, str | None]:
 
 
 def top_feature_frame(model, modality: str, n_top: int) -> pd.DataFrame:
-    """The model's ranking of ``modality``'s features per topic, as a long frame."""
-    ranked = model.get_top_features_per_topic(modality, n_features=n_top, return_scores=True)
+    """The model's distinctive features of ``modality`` per topic, as a long frame.
+
+    Ranked by ``get_top_features_per_topic(..., ranking="distinctive")``: what a reader
+    of a topic needs (frequent in the topic and specific to it); the plain profile weight
+    lets rare features with drifting weights lead every topic on real data.
+    """
+    ranked = model.get_top_features_per_topic(
+        modality, n_features=n_top, return_scores=True, ranking="distinctive"
+    )
     rows = [
         (topic, rank, feature, score)
         for topic, pairs in ranked.items()

@@ -13,6 +13,9 @@ from ._inference import seeded_generator
 MAX_CROSS_ENTRIES = 5 * 10**8
 
 
+TOP_RANKINGS = ("weight", "distinctive")
+
+
 class TopicQueriesMixin:
     """Results about topics rather than cells."""
 
@@ -88,10 +91,24 @@ class TopicQueriesMixin:
         return stacked
 
     def get_top_features_per_topic(
-        self, modality, n_features: int = 10, return_scores: bool = False
+        self, modality, n_features: int = 10, return_scores: bool = False, *,
+        ranking: str = "weight",
     ) -> dict[str, list]:
-        """The ``n_features`` highest-weighted features of each topic, in descending order."""
-        frame = self.get_feature_topic_dist(modality)
+        """The ``n_features`` top features of each topic, in descending order of score.
+
+        ``ranking="weight"`` (spec §5.5) scores a feature by its weight in the topic's
+        profile. ``ranking="distinctive"`` (count modalities) scores it by its contribution
+        ``φ_kf log(φ_kf / p̄_f)`` to the topic's divergence from the average profile, with
+        ``φ`` the profile the likelihood uses (background included) and ``p̄`` its mean
+        over topics weighted by topic usage: features both frequent in the topic and
+        specific to it rank first, while rare features (whose weights drift with little
+        data) and features shared by every topic rank last.
+        """
+        if ranking not in TOP_RANKINGS:
+            raise ValueError(
+                f"ranking={ranking!r} is not valid. Allowed values: {list(TOP_RANKINGS)}."
+            )
+        frame = self._ranking_scores(modality, ranking)
         names = np.asarray(frame.index)
         out = {}
         for column in frame.columns:
@@ -102,6 +119,19 @@ class TopicQueriesMixin:
                 else [str(names[i]) for i in order]
             )
         return out
+
+    def _ranking_scores(self, modality, ranking: str) -> pd.DataFrame:
+        m = self._modality_index(modality)
+        if ranking == "weight" or not self.module.config.is_count(m):
+            return self.get_feature_topic_dist(modality)
+        full = self.get_feature_topic_dist(modality, include_background=True)
+        phi = full.to_numpy(dtype=np.float64)
+        usage = self.get_cell_topic_dist().astype(np.float64).mean(0)
+        usage = usage / usage.sum() if usage.sum() > 0 else np.full(len(usage), 1 / len(usage))
+        average = phi @ usage
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = phi * np.log(np.maximum(phi, 1e-30) / np.maximum(average, 1e-30)[:, None])
+        return pd.DataFrame(score, index=full.index, columns=full.columns)
 
     def get_topic_diversity(self, modality=None) -> float:
         """``1 − mean pairwise cosine similarity`` of the topics' feature profiles."""
