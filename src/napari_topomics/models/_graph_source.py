@@ -17,7 +17,6 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
-from ..data import _stats as stats
 from ..data._neighbour_sampler import NeighbourSampler
 from ..data._registered_graphs import RegisteredGraphs, registered_graphs
 from ..data._smoothing import sgc_features
@@ -69,7 +68,11 @@ class GraphSource:
         self.cont = _optional(manager, REGISTRY_KEYS.CONT_COVS_KEY)
         self.extra = _optional(manager, "encoder_extra")
         self.n_obs = int(self.X.shape[0])
-        self.samplers = [NeighbourSampler(A) for A in graphs.adjacency]
+        # GCN mode samples subgraphs; SGC mode reads precomputed features instead
+        self.samplers = (
+            [NeighbourSampler(A) for A in graphs.adjacency]
+            if config.spatial_mode == "gcn" else []
+        )
         self.rng = np.random.default_rng(seed)
         self.seed = int(seed)
         self.smoothed: list | None = None
@@ -196,8 +199,3 @@ def _seed() -> int:
 
     return int(settings.seed) if settings.seed is not None else SAMPLER_SEED
 
-
-def stats_sgc_scale(X, counts: Sequence[int]) -> tuple[float, ...]:
-    """Median library size per modality of the registered cells (SGC normalisation)."""
-    lib = stats.library_sizes(X, list(counts))
-    return tuple(float(stats.median_library(lib[:, m])) for m in range(len(counts)))

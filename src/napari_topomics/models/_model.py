@@ -14,7 +14,7 @@ from ..data import _stats as stats
 from ..data._modalities import normalize_likelihood
 from ..data._registered_graphs import has_registered_graph
 from ..module import ModuleConfig, MultimodalLDAModule
-from ..module._graph_encoders import _conv_classes
+from ..module._graph_encoders import require_graph_layers
 from . import _options as opt
 from ._cache import MetricCache
 from ._cells import CellQueriesMixin
@@ -25,7 +25,7 @@ from ._constructor import (
     registered_anndata,
     resolve_likelihoods,
 )
-from ._graph_source import graph_source_for, stats_sgc_scale
+from ._graph_source import graph_source_for
 from ._legacy import LegacyInputMixin
 from ._setup_methods import SetupMixin
 from ._spatial_queries import SpatialQueriesMixin
@@ -184,7 +184,7 @@ class MultimodalAmortizedLDA(
 
         self.spatial = has_registered_graph(self.adata.uns)
         if self.spatial and self.spatial_mode != "sgc":
-            _conv_classes()  # a clear ImportError naming the extra, before training
+            require_graph_layers()  # a clear ImportError naming the extra, before training
         registry = self.adata_manager.data_registry
         self.n_cats_per_cov = self._categorical_levels()
         continuous = None
@@ -201,8 +201,11 @@ class MultimodalAmortizedLDA(
         constants, lib = data_constants(
             X, counts, self.likelihoods, self.bg_offset, self.use_feature_background, continuous
         )
+        # median library size per modality: the encoder's depth when encoder_scale_factor
+        # is None, and the SGC normalisation of spatial models (§3.9, §3.11.3)
+        library_medians = tuple(stats.median_library(lib[:, m]) for m in range(len(counts)))
         if self.encoder_scale_factor is None:
-            encoder_scale = tuple(stats.median_library(lib[:, m]) for m in range(len(counts)))
+            encoder_scale = library_medians
         else:
             encoder_scale = (self.encoder_scale_factor,) * len(counts)
         config = ModuleConfig(
@@ -236,7 +239,7 @@ class MultimodalAmortizedLDA(
                     counts, self.likelihood_weight_mode, self.likelihood_weight_ref
                 )
             ),
-            **self._spatial_config(X, counts),
+            **self._spatial_config(library_medians),
         )
         self.module = MultimodalLDAModule(config, constants)
         self.module.graph_source = graph_source_for(self)
@@ -244,7 +247,7 @@ class MultimodalAmortizedLDA(
         self._model_summary_string = self._summary()
         self.init_params_ = self._get_init_params(locals())
 
-    def _spatial_config(self, X, counts: list[int]) -> dict:
+    def _spatial_config(self, library_medians: tuple[float, ...]) -> dict:
         """The spatial fields of the module configuration (§3.11)."""
         if not self.spatial:
             return {}
@@ -262,7 +265,7 @@ class MultimodalAmortizedLDA(
             "gcn_fan_out": tuple(self.gcn_fan_out),
             "gcn_conv_first": self.gcn_conv_first,
             "sgc_n_layers": self.sgc_n_layers,
-            "sgc_scale": stats_sgc_scale(X, counts) if mode == "sgc" else (),
+            "sgc_scale": library_medians if mode == "sgc" else (),
         }
 
     # ------------------------------------------------------------------ attributes

@@ -36,7 +36,8 @@ class GraphInputs:
     n_seeds: int
 
 
-def _conv_classes():
+def require_graph_layers():
+    """torch-geometric's ``GATv2Conv`` and ``GCNConv``, or an ImportError naming the extra."""
     try:
         from torch_geometric.nn import GATv2Conv, GCNConv
     except ImportError as err:  # pragma: no cover - the spatial extra installs it
@@ -85,7 +86,7 @@ class GraphEncoder(nn.Module):
         conv_first: bool,
     ):
         super().__init__()
-        GATv2Conv, GCNConv = _conv_classes()
+        GATv2Conv, GCNConv = require_graph_layers()
         self.conv_type = conv_type
         self.conv_first = conv_first
         self.self_path = FCLayers(

@@ -98,11 +98,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
     def encoder_inputs(self, x, cat, cont, extra) -> tuple[list[torch.Tensor], list]:
         """Normalised per-modality encoder inputs and the categorical codes to inject."""
         cfg = self.config
-        appended = []
-        if extra is not None and cfg.n_extra_encoder_features:
-            appended.append(extra.float())
-        if cfg.encode_covariates and cfg.n_continuous_cov:
-            appended.append(self.standardise(cont))
+        appended = self.appended_inputs(cont, extra)
         codes = []
         if cfg.encode_covariates and cfg.n_cats_per_cov:
             codes = [cat[:, i : i + 1].long() for i in range(cat.shape[1])]
@@ -135,6 +131,16 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         self._mask_cache = (x, mask)
         return mask
 
+    def appended_inputs(self, cont, extra) -> list[torch.Tensor]:
+        """Encoder-only extra features and standardised continuous covariates (§3.9)."""
+        cfg = self.config
+        appended = []
+        if extra is not None and cfg.n_extra_encoder_features:
+            appended.append(extra.float())
+        if cfg.encode_covariates and cfg.n_continuous_cov:
+            appended.append(self.standardise(cont))
+        return appended
+
     def one_hot_codes(self, cat, first: int = 0) -> list[torch.Tensor]:
         """One-hot codes of the categorical keys from ``first`` on (encoder covariates)."""
         cfg = self.config
@@ -159,12 +165,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         device = x.device
         if cfg.spatial_mode == "sgc":
             features = source.smoothed_inputs(ind, device)
-            appended = []
-            if extra is not None and cfg.n_extra_encoder_features:
-                appended.append(extra.float())
-            if cfg.encode_covariates and cfg.n_continuous_cov:
-                appended.append(self.standardise(cont))
-            appended += self.one_hot_codes(cat, first=1)
+            appended = self.appended_inputs(cont, extra) + self.one_hot_codes(cat, first=1)
             level = cat[:, 0] if cfg.sgc_level_norm else None
             return [
                 enc(torch.cat([f, *appended], dim=-1) if appended else f, level)
@@ -307,15 +308,17 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                 continue
             block, degree = sums[self.graph_source.graphs.assignment[m]]
             block = block[:, cfg.block(m)]
+            has_neighbours = (degree > 0).float()
             if cfg.likelihoods[m] == "bernoulli":
-                block = block / degree.clamp_min(1.0).unsqueeze(-1)  # open fraction
+                # the neighbours' open fraction, a soft target of weight λ
+                block = block / degree.clamp_min(1.0).unsqueeze(-1)
+                per_cell = has_neighbours
+            else:
+                # summed counts, weight λ / degree
+                per_cell = has_neighbours / degree.clamp_min(1.0)
             obs_dist, data = self.observation(
                 m, block, theta, globals_[m], cat, cont, frequencies[m]
             )
-            if cfg.likelihoods[m] == "bernoulli":
-                per_cell = (degree > 0).float()
-            else:
-                per_cell = torch.where(degree > 0, 1.0 / degree.clamp_min(1.0), 0.0)
             weight = self.neighbour_weight * self.likelihood_weights[m] * per_cell
             pyro.factor(f"neighbour_counts_{m}", weight * obs_dist.log_prob(data))
 
