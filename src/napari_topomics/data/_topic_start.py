@@ -4,6 +4,11 @@ Amortised topic models started from all-zero topic logits form their topics slow
 small data, often let several topics collapse onto one. Starting each topic from the
 feature profile of one k-means cluster of the cells gives the optimiser distinct topics to
 refine. Everything here is sparse-aware and works on at most ``max_cells`` cells.
+
+Registered categorical covariates (batches) are divided out first: each level's mean
+feature profile is scaled to the overall one, the multiplicative per-feature effect the
+model's decoder offsets describe. Clustering uncorrected data would otherwise find the
+batches and start topics that the covariate offsets can no longer take apart.
 """
 
 from __future__ import annotations
@@ -37,12 +42,44 @@ def _cell_embedding(
     return np.hstack(parts)
 
 
+def remove_level_profiles(matrix: sp.csr_matrix, codes: np.ndarray) -> sp.csr_matrix:
+    """Scale each covariate level's mean feature frequencies to the overall means.
+
+    Parameters
+    ----------
+    matrix
+        Non-negative ``(N, F)`` counts of one modality.
+    codes
+        ``(N, C)`` integer level codes of ``C`` categorical covariates, applied in turn.
+
+    Returns
+    -------
+    A new matrix with the same sparsity: ``x_nf · p_f / p_{s_n f}`` where ``p`` are mean
+    depth-normalised frequencies (features absent from a level are left as they are).
+    """
+    out = matrix.copy()
+    for column in np.asarray(codes).reshape(matrix.shape[0], -1).T:
+        lib = np.asarray(out.sum(1)).ravel()
+        freq = sp.diags(1.0 / np.maximum(lib, 1e-12)) @ out
+        overall = np.asarray(freq.mean(0)).ravel()
+        levels = np.unique(column)
+        factors = np.ones((int(levels.max()) + 1, out.shape[1]))
+        for level in levels:
+            level_mean = np.asarray(freq[column == level].mean(0)).ravel()
+            seen = level_mean > 0
+            factors[level, seen] = overall[seen] / level_mean[seen]
+        rows = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
+        out.data = out.data * factors[column[rows], out.indices]
+    return out
+
+
 def clustered_topic_logits(
     X,
     feature_counts: Sequence[int],
     n_topics: int,
     relative_to_mean: Sequence[bool],
     use_modality: Sequence[bool] | None = None,
+    covariate_codes: np.ndarray | None = None,
     *,
     seed: int = 0,
     max_cells: int = 20000,
@@ -64,6 +101,9 @@ def clustered_topic_logits(
         background ``≈ log p``); False gives the centred ``log(p_k + ε)``.
     use_modality
         Per modality, whether to use it (default all); unused ones get None.
+    covariate_codes
+        ``(N, C)`` level codes of registered categorical covariates, divided out of every
+        block before clustering and profiling (:func:`remove_level_profiles`).
     seed
         Seed of the cell subsample, the SVD and k-means.
     max_cells
@@ -89,18 +129,21 @@ def clustered_topic_logits(
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n_obs, max_cells, replace=False)) if n_obs > max_cells else None
     matrix = sp.csr_matrix(X if rows is None else X[rows], dtype=np.float64)
-    blocks = [matrix[:, sl] for sl, on in zip(slices, use, strict=True) if on]
-    embedding = _cell_embedding(blocks, n_components, seed)
+    blocks = [matrix[:, sl] if on else None for sl, on in zip(slices, use, strict=True)]
+    if covariate_codes is not None:
+        codes = np.asarray(covariate_codes).reshape(n_obs, -1)
+        codes = codes if rows is None else codes[rows]
+        blocks = [None if b is None else remove_level_profiles(b, codes) for b in blocks]
+    embedding = _cell_embedding([b for b in blocks if b is not None], n_components, seed)
     labels = KMeans(n_topics, n_init=3, random_state=seed).fit_predict(embedding)
     indicator = sp.csr_matrix(
         (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(n_topics, len(labels))
     )
     out: list[np.ndarray | None] = []
-    for sl, on, relative in zip(slices, use, relative_to_mean, strict=True):
-        if not on:
+    for block, relative in zip(blocks, relative_to_mean, strict=True):
+        if block is None:
             out.append(None)
             continue
-        block = matrix[:, sl]
         eps = pseudocount / block.shape[1]
         sums = np.asarray((indicator @ block).todense())
         profiles = sums / np.maximum(sums.sum(1, keepdims=True), 1e-12)

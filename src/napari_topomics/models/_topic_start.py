@@ -25,8 +25,11 @@ def start_topics_from_clusters(model) -> bool:
     use = [lik != "gaussian" for lik in likelihoods]
     relative = [bool(g.has_background) for g in module.globals]
     seed = int(settings.seed or 0)
+    codes = None
+    if REGISTRY_KEYS.CAT_COVS_KEY in model.adata_manager.data_registry:
+        codes = np.asarray(model.adata_manager.get_from_registry(REGISTRY_KEYS.CAT_COVS_KEY))
     logits = clustered_topic_logits(
-        X, model.n_inputs_modalities, model.n_topics, relative, use, seed=seed
+        X, model.n_inputs_modalities, model.n_topics, relative, use, codes, seed=seed
     )
     changed = False
     with torch.no_grad():
