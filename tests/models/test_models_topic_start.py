@@ -1,15 +1,16 @@
-"""Opt-in training options: the k-means topic start and the automatic global step factor."""
+"""Training starts: the k-means topic start (batch-aware) and the automatic global step factor."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
-from napari_topomics.data._topic_start import clustered_topic_logits
+from napari_topomics.data._topic_start import clustered_topic_logits, remove_level_profiles
 from napari_topomics.datasets import simulate_tissue
 from napari_topomics.models import MultimodalAmortizedLDA
-from napari_topomics.models._training_plan import auto_global_lr_factor
+from napari_topomics.models._training_plan import TopicTrainingPlan, auto_global_lr_factor
 
 torch.set_num_threads(1)
 
@@ -39,27 +40,83 @@ def test_clustered_logits_skip_unused_modalities_and_tiny_data(tissue):
     assert clustered_topic_logits(X[:5], [120], 4, [True]) == [None]
 
 
-def test_kmeans_start_sets_distinct_topics_only_when_asked(tissue):
+def test_kmeans_start_is_the_default_and_zero_start_is_kept_on_request(tissue):
+    mdata, _ = tissue
+    data = {m: mdata.mod[m] for m in ("rna", "protein", "atac")}
+    clustered = MultimodalAmortizedLDA.from_data(data, n_topics=4)
+    clustered.train(max_epochs=1, enable_progress_bar=False)
+    zero = MultimodalAmortizedLDA.from_data(data, n_topics=4)
+    before = [g.beta_loc.detach().clone() for g in zero.module.globals]
+    zero.train(max_epochs=1, plan_kwargs={"topic_init": "zero"}, enable_progress_bar=False)
+    spread = [g.beta_loc.detach().std(0).mean().item() for g in clustered.module.globals]
+    moved = [
+        (g.beta_loc.detach() - b).abs().max().item()
+        for g, b in zip(zero.module.globals, before, strict=True)
+    ]
+    # one epoch of small steps from zero cannot reach the spread of the clustered start
+    assert min(spread) > 0.1
+    assert max(moved) < min(spread)
+    with pytest.raises(ValueError, match="topic_init"):
+        zero.train(max_epochs=1, plan_kwargs={"topic_init": "nmf"})
+
+
+def test_removing_level_profiles_equalises_each_level_mean_frequency():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 3, size=300)
+    tilt = np.exp(rng.normal(0, 1, size=(3, 40)))
+    counts = rng.poisson(5 * tilt[codes]) * (rng.random((300, 40)) < 0.6)
+    matrix = sp.csr_matrix(counts.astype(float))
+    corrected = remove_level_profiles(matrix, codes[:, None])
+    lib = np.asarray(matrix.sum(1)).ravel()[:, None]
+    overall = (matrix.toarray() / lib).mean(0)
+    for level in range(3):
+        rows = codes == level
+        level_mean = (corrected.toarray()[rows] / lib[rows]).mean(0)
+        np.testing.assert_allclose(level_mean, overall, rtol=1e-10)
+    # the sparsity pattern is kept and the input is untouched
+    assert corrected.nnz == matrix.nnz
+    np.testing.assert_array_equal(matrix.toarray(), counts)
+
+
+@pytest.fixture(scope="module")
+def batched():
+    return simulate_tissue(n_cells=400, n_topics=4, n_genes=100, n_proteins=0, n_peaks=0,
+                           n_batches=2, batch_effect=1.0, seed=0)
+
+
+def _distinct_marker_winners(logits, markers) -> int:
+    return len({int(np.argmax(logits[:, block].mean(1))) for block in markers})
+
+
+def test_clustered_start_divides_out_registered_batches(batched):
+    mdata, truth = batched
+    rna = mdata.mod["rna"]
+    codes = truth.batch[:, None]
+    (plain,) = clustered_topic_logits(rna.X, [rna.n_vars], 4, [True], seed=0)
+    (aware,) = clustered_topic_logits(rna.X, [rna.n_vars], 4, [True], None, codes, seed=0)
+    # uncorrected, clusters follow the batches and some marker blocks share a topic
+    assert _distinct_marker_winners(plain, truth.markers["rna"]) < 4
+    assert _distinct_marker_winners(aware, truth.markers["rna"]) == 4
+
+
+def test_auto_global_factor_follows_cells_per_feature_within_bounds():
+    assert auto_global_lr_factor(200, 2000) == 1.5
+    assert auto_global_lr_factor(1500, 1000) == pytest.approx(15.0)
+    assert auto_global_lr_factor(10**6, 2000) == 30.0
+    assert auto_global_lr_factor(None, 100) == 1.5
+
+
+def test_each_modality_gets_its_own_global_step(tissue):
     mdata, _ = tissue
     data = {m: mdata.mod[m] for m in ("rna", "protein", "atac")}
     model = MultimodalAmortizedLDA.from_data(data, n_topics=4)
-    model.train(max_epochs=1, plan_kwargs={"topic_init": "zero"}, enable_progress_bar=False)
-    zero_started = MultimodalAmortizedLDA.from_data(data, n_topics=4)
-    clustered = MultimodalAmortizedLDA.from_data(data, n_topics=4)
-    clustered.train(max_epochs=1, plan_kwargs={"topic_init": "kmeans"},
-                    enable_progress_bar=False)
-    spread = [g.beta_loc.detach().std(0).mean().item() for g in clustered.module.globals]
-    untouched = [g.beta_loc.detach().abs().max().item() for g in zero_started.module.globals]
-    assert min(spread) > 0.1 and max(untouched) == 0.0
-    with pytest.raises(ValueError, match="topic_init"):
-        model.train(max_epochs=1, plan_kwargs={"topic_init": "nmf"})
-
-
-def test_auto_global_factor_grows_with_cells_within_bounds():
-    assert auto_global_lr_factor(200) == 3.0
-    assert auto_global_lr_factor(1500) == pytest.approx(10.0)
-    assert auto_global_lr_factor(10**6) == 30.0
-    assert auto_global_lr_factor(None) == 3.0
+    model.module.n_obs = 300
+    plan = TopicTrainingPlan(model.module)
+    expected = [auto_global_lr_factor(300, f) for f in model.n_inputs_modalities]
+    assert plan.global_lr_factors == expected
+    assert len(set(expected)) == 3  # 120 genes, 10 proteins, 150 peaks differ
+    fixed = TopicTrainingPlan(model.module, global_lr_factor=5.0)
+    assert fixed.global_lr_factors == [5.0, 5.0, 5.0]
 
 
 def test_global_factor_option_is_validated(tissue):

