@@ -7,9 +7,15 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from napari_topomics.data._topic_start import clustered_topic_logits, remove_level_profiles
+from napari_topomics.data import build_spatial_graph
+from napari_topomics.data._topic_start import (
+    clustered_topic_logits,
+    pooled_with_neighbours,
+    remove_level_profiles,
+)
 from napari_topomics.datasets import simulate_tissue
 from napari_topomics.models import MultimodalAmortizedLDA
+from napari_topomics.models._topic_start import start_topics_from_clusters
 from napari_topomics.models._training_plan import TopicTrainingPlan, auto_global_lr_factor
 
 torch.set_num_threads(1)
@@ -129,3 +135,41 @@ def test_global_factor_option_is_validated(tissue):
                 enable_progress_bar=False)
     assert model.is_trained_
 
+
+
+def test_pooling_adds_each_cells_neighbours_counts():
+    X = sp.csr_matrix(np.arange(12, dtype=float).reshape(4, 3))
+    chain = sp.csr_matrix(np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]]))
+    pooled = pooled_with_neighbours(X, chain, np.array([0, 2]))
+    dense = X.toarray()
+    np.testing.assert_array_equal(pooled.toarray(), [dense[0] + dense[1], dense[1:4].sum(0)])
+    assert pooled_with_neighbours(X, chain, None).shape == (4, 3)
+
+
+@pytest.fixture(scope="module")
+def shallow():
+    """Low-depth RNA (20 counts per cell) with topics smooth over space."""
+    mdata, truth = simulate_tissue(n_cells=800, n_topics=6, n_genes=200, n_proteins=0,
+                                   n_peaks=0, rna_depth=20, dirichlet_alpha=20.0, seed=0)
+    graph, _ = build_spatial_graph(truth.coords, n_neighbors=6)
+    return mdata.mod["rna"], truth, graph
+
+
+def test_neighbour_pooling_separates_topics_a_single_shallow_cell_cannot(shallow):
+    rna, truth, graph = shallow
+    args = (rna.X, [rna.n_vars], 6, [True], None, None)
+    (alone,) = clustered_topic_logits(*args, seed=0)
+    (pooled,) = clustered_topic_logits(*args, [graph], seed=0)
+    assert _distinct_marker_winners(alone, truth.markers["rna"]) < 6
+    assert _distinct_marker_winners(pooled, truth.markers["rna"]) == 6
+
+
+def test_spatial_model_starts_from_neighbourhood_clusters(shallow):
+    rna, truth, _ = shallow
+    adata = rna.copy()
+    adata.obsm["spatial"] = truth.coords
+    MultimodalAmortizedLDA.setup_anndata(adata, spatial_key="spatial")
+    model = MultimodalAmortizedLDA(adata, n_topics=6)
+    assert start_topics_from_clusters(model)
+    start = model.module.globals[0].beta_loc.detach().numpy()
+    assert _distinct_marker_winners(start, truth.markers["rna"]) == 6

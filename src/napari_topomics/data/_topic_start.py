@@ -9,6 +9,11 @@ Registered categorical covariates (batches) are divided out first: each level's 
 feature profile is scaled to the overall one, the multiplicative per-feature effect the
 model's decoder offsets describe. Clustering uncorrected data would otherwise find the
 batches and start topics that the covariate offsets can no longer take apart.
+
+Spatial models cluster each cell together with its graph neighbours (their counts pooled),
+as their encoders read it: at low depth a cell alone is too noisy to tell similar topics
+apart, and a start that merged two of them costs the spatial model its advantage. The
+profiles are still taken from the cells' own counts.
 """
 
 from __future__ import annotations
@@ -73,6 +78,23 @@ def remove_level_profiles(matrix: sp.csr_matrix, codes: np.ndarray) -> sp.csr_ma
     return out
 
 
+def pooled_with_neighbours(X, graph, rows: np.ndarray | None) -> sp.csr_matrix:
+    """Each cell's counts plus its neighbours' (``(A + I) X``), for the ``rows`` asked.
+
+    Parameters
+    ----------
+    X
+        ``(N, F)`` matrix (dense or sparse) of all cells.
+    graph
+        ``(N, N)`` binary cell graph.
+    rows
+        Cells to return (all when None); only their neighbourhoods are read.
+    """
+    reach = sp.csr_matrix(graph, dtype=np.float64) + sp.identity(X.shape[0], format="csr")
+    reach = reach.tocsr() if rows is None else reach.tocsr()[rows]
+    return sp.csr_matrix(reach @ X, dtype=np.float64)
+
+
 def clustered_topic_logits(
     X,
     feature_counts: Sequence[int],
@@ -80,6 +102,7 @@ def clustered_topic_logits(
     relative_to_mean: Sequence[bool],
     use_modality: Sequence[bool] | None = None,
     covariate_codes: np.ndarray | None = None,
+    neighbour_graphs: Sequence | None = None,
     *,
     seed: int = 0,
     max_cells: int = 20000,
@@ -104,6 +127,10 @@ def clustered_topic_logits(
     covariate_codes
         ``(N, C)`` level codes of registered categorical covariates, divided out of every
         block before clustering and profiling (:func:`remove_level_profiles`).
+    neighbour_graphs
+        Per modality, an ``(N, N)`` cell graph or None: the clustering sees each cell's
+        counts pooled with its neighbours' (:func:`pooled_with_neighbours`); the profiles
+        use the cells' own counts.
     seed
         Seed of the cell subsample, the SVD and k-means.
     max_cells
@@ -130,11 +157,20 @@ def clustered_topic_logits(
     rows = np.sort(rng.choice(n_obs, max_cells, replace=False)) if n_obs > max_cells else None
     matrix = sp.csr_matrix(X if rows is None else X[rows], dtype=np.float64)
     blocks = [matrix[:, sl] if on else None for sl, on in zip(slices, use, strict=True)]
+    views = list(blocks)
+    pooled: dict[int, sp.csr_matrix] = {}  # one product per distinct graph
+    for m, graph in enumerate(neighbour_graphs or []):
+        if graph is None or views[m] is None:
+            continue
+        if id(graph) not in pooled:
+            pooled[id(graph)] = pooled_with_neighbours(X, graph, rows)
+        views[m] = pooled[id(graph)][:, slices[m]]
     if covariate_codes is not None:
         codes = np.asarray(covariate_codes).reshape(n_obs, -1)
         codes = codes if rows is None else codes[rows]
         blocks = [None if b is None else remove_level_profiles(b, codes) for b in blocks]
-    embedding = _cell_embedding([b for b in blocks if b is not None], n_components, seed)
+        views = [None if v is None else remove_level_profiles(v, codes) for v in views]
+    embedding = _cell_embedding([v for v in views if v is not None], n_components, seed)
     labels = KMeans(n_topics, n_init=3, random_state=seed).fit_predict(embedding)
     indicator = sp.csr_matrix(
         (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(n_topics, len(labels))

@@ -12,8 +12,9 @@ TOPIC_INITS = ("kmeans", "zero")
 def start_topics_from_clusters(model) -> bool:
     """Set every logistic-normal modality's ``q(β)`` mean from k-means clusters of the cells.
 
-    Gaussian modalities and horseshoe priors keep the zero start. Returns whether anything
-    was set. Deterministic for a given ``scvi.settings.seed``.
+    Gaussian modalities and horseshoe priors keep the zero start; spatial models cluster
+    each cell with its graph neighbours. Returns whether anything was set. Deterministic
+    for a given ``scvi.settings.seed``.
     """
     from ..data._topic_start import clustered_topic_logits
 
@@ -28,8 +29,12 @@ def start_topics_from_clusters(model) -> bool:
     codes = None
     if REGISTRY_KEYS.CAT_COVS_KEY in model.adata_manager.data_registry:
         codes = np.asarray(model.adata_manager.get_from_registry(REGISTRY_KEYS.CAT_COVS_KEY))
+    graphs = None
+    source = getattr(module, "graph_source", None)
+    if source is not None:
+        graphs = [source.graphs.adjacency[g] for g in source.graphs.assignment]
     logits = clustered_topic_logits(
-        X, model.n_inputs_modalities, model.n_topics, relative, use, codes, seed=seed
+        X, model.n_inputs_modalities, model.n_topics, relative, use, codes, graphs, seed=seed
     )
     changed = False
     with torch.no_grad():
