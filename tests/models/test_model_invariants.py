@@ -183,6 +183,7 @@ def test_gaussian_likelihood_skips_missing_cells(helpers):
     mods, _ = helpers.modalities()
     emb = np.random.default_rng(1).normal(size=(helpers.n_cells, 5)).astype(np.float32)
     emb[:15] = 0.0
+    emb[15] = [1.0, -1.0, 0.0, 0.0, 0.0]  # sums to zero, yet present
     mods["emb"] = mods["rna"][:, :5].copy()
     mods["emb"].X = emb
     mods["emb"].var_names = [f"e{i}" for i in range(5)]
