@@ -121,6 +121,12 @@ def test_each_modality_gets_its_own_global_step(tissue):
     expected = [auto_global_lr_factor(300, f) for f in model.n_inputs_modalities]
     assert plan.global_lr_factors == expected
     assert len(set(expected)) == 3  # 120 genes, 10 proteins, 150 peaks differ
+    # the optimiser steps each modality's globals at its own rate, the encoders at lr
+    groups = plan.configure_optimizers().param_groups
+    lr = plan.optim_kwargs["lr"]
+    assert [g["lr"] for g in groups] == pytest.approx([lr] + [lr * f for f in expected])
+    for group, globals_ in zip(groups[1:], model.module.globals, strict=True):
+        assert {id(p) for p in group["params"]} == {id(p) for p in globals_.parameters()}
     fixed = TopicTrainingPlan(model.module, global_lr_factor=5.0)
     assert fixed.global_lr_factors == [5.0, 5.0, 5.0]
 
@@ -134,7 +140,6 @@ def test_global_factor_option_is_validated(tissue):
     model.train(max_epochs=1, plan_kwargs={"global_lr_factor": "auto"},
                 enable_progress_bar=False)
     assert model.is_trained_
-
 
 
 def test_pooling_adds_each_cells_neighbours_counts():

@@ -5,8 +5,8 @@ close to their domain's mean: a cell's own counts say little, its neighbourhood 
 Observed matched θ correlation (seeds 0/1 of the simulator, 40 epochs, k-means topic
 start, neighbourhood-pooled for the spatial models): non-spatial 0.737/0.614, spatial GCN
 0.944/0.945, spatial SGC 0.955/0.951, SGC without the neighbourhood likelihood (λ = 0)
-0.859/0.856. Pinned on seed 0: each spatial
-mode beats the non-spatial model by at least 0.15, and λ = 6 beats λ = 0 by at least 0.06.
+0.859/0.856. Pinned on seed 0: each spatial mode beats the non-spatial model by at least
+0.15, and λ = 6 beats λ = 0 by at least 0.06.
 """
 
 from __future__ import annotations

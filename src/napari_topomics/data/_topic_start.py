@@ -90,8 +90,11 @@ def pooled_with_neighbours(X, graph, rows: np.ndarray | None) -> sp.csr_matrix:
     rows
         Cells to return (all when None); only their neighbourhoods are read.
     """
-    reach = sp.csr_matrix(graph, dtype=np.float64) + sp.identity(X.shape[0], format="csr")
-    reach = reach.tocsr() if rows is None else reach.tocsr()[rows]
+    n_obs = X.shape[0]
+    rows = np.arange(n_obs) if rows is None else np.asarray(rows)
+    own = sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)),
+                        shape=(len(rows), n_obs))
+    reach = sp.csr_matrix(graph, dtype=np.float64)[rows] + own  # only the rows asked
     return sp.csr_matrix(reach @ X, dtype=np.float64)
 
 
@@ -156,20 +159,23 @@ def clustered_topic_logits(
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n_obs, max_cells, replace=False)) if n_obs > max_cells else None
     matrix = sp.csr_matrix(X if rows is None else X[rows], dtype=np.float64)
-    blocks = [matrix[:, sl] if on else None for sl, on in zip(slices, use, strict=True)]
-    views = list(blocks)
+    codes = None
+    if covariate_codes is not None:
+        codes = np.asarray(covariate_codes).reshape(n_obs, -1)
+        codes = codes if rows is None else codes[rows]
+
+    def corrected(block: sp.csr_matrix) -> sp.csr_matrix:
+        return block if codes is None else remove_level_profiles(block, codes)
+
+    blocks = [corrected(matrix[:, sl]) if on else None for sl, on in zip(slices, use, strict=True)]
+    views = list(blocks)  # what the clustering sees: pooled over neighbours where given
     pooled: dict[int, sp.csr_matrix] = {}  # one product per distinct graph
     for m, graph in enumerate(neighbour_graphs or []):
         if graph is None or views[m] is None:
             continue
         if id(graph) not in pooled:
             pooled[id(graph)] = pooled_with_neighbours(X, graph, rows)
-        views[m] = pooled[id(graph)][:, slices[m]]
-    if covariate_codes is not None:
-        codes = np.asarray(covariate_codes).reshape(n_obs, -1)
-        codes = codes if rows is None else codes[rows]
-        blocks = [None if b is None else remove_level_profiles(b, codes) for b in blocks]
-        views = [None if v is None else remove_level_profiles(v, codes) for v in views]
+        views[m] = corrected(pooled[id(graph)][:, slices[m]])
     embedding = _cell_embedding([v for v in views if v is not None], n_components, seed)
     labels = KMeans(n_topics, n_init=3, random_state=seed).fit_predict(embedding)
     indicator = sp.csr_matrix(
