@@ -26,9 +26,11 @@ from ._constructor import (
     resolve_likelihoods,
 )
 from ._graph_source import graph_source_for
+from ._heap import retained_heap
 from ._legacy import LegacyInputMixin
 from ._setup_methods import SetupMixin
 from ._spatial_queries import SpatialQueriesMixin
+from ._splitter import ValidationBatchingSplitter
 from ._topic_start import TOPIC_INITS, start_topics_from_clusters
 from ._topics import TopicQueriesMixin
 from ._training_plan import TopicTrainingPlan
@@ -76,6 +78,7 @@ class MultimodalAmortizedLDA(
     """
 
     _training_plan_cls = TopicTrainingPlan
+    _data_splitter_cls = ValidationBatchingSplitter
     spatial: bool = False
     # BaseModelClass declares setup_anndata abstract and precedes the mixins in the MRO.
     setup_anndata = SetupMixin.__dict__["setup_anndata"]
@@ -336,8 +339,6 @@ class MultimodalAmortizedLDA(
                 f"plan_kwargs['topic_init'] must be one of {list(TOPIC_INITS)}, "
                 f"got {topic_init!r}."
             )
-        if topic_init == "kmeans" and not self.is_trained_:
-            start_topics_from_clusters(self)
         lr = kwargs.pop("lr", None)
         if lr is not None and "optim" not in plan_kwargs:
             optim_kwargs = dict(plan_kwargs.get("optim_kwargs") or {})
@@ -348,6 +349,13 @@ class MultimodalAmortizedLDA(
         if has_validation:
             kwargs.setdefault("check_val_every_n_epoch", 1)
         kwargs.setdefault("batch_size", 128)
+        # freed step tensors are reused instead of faulted in afresh (see _heap)
+        with retained_heap():
+            if topic_init == "kmeans" and not self.is_trained_:
+                start_topics_from_clusters(self)
+            return self._run_training(**kwargs)
+
+    def _run_training(self, **kwargs):
         self._metric_cache.clear()
         try:
             return super().train(**kwargs)
