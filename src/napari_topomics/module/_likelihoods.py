@@ -135,13 +135,19 @@ class SqueezedBernoulli(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         # log(1 − p) densely; log p − log(1 − p) only where the feature is open.
         closed = torch.log(BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * torch.exp(-self.rate))
-        rows, cols = value.nonzero(as_tuple=True)
-        rate = self.rate[rows, cols]
+        # flat positions: index_select and its index_add backward are ~4x cheaper than
+        # two-dimensional advanced indexing
+        value = value.expand(self.rate.shape)
+        n_features = value.shape[-1]
+        flat = value.reshape(-1).nonzero().squeeze(-1)
+        rows = torch.div(flat, n_features, rounding_mode="floor")
+        rate = self.rate.reshape(-1).index_select(0, flat)
         open_ = torch.log(BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * (-torch.expm1(-rate)))
         # soft targets (a neighbourhood's open fraction) weigh the gain by their value
-        gain = (open_ - closed[rows, cols]) * value[rows, cols]
+        gain = (open_ - closed.reshape(-1).index_select(0, flat)) * value.reshape(-1)[flat]
         total = closed.sum(-1)
-        return total + torch.zeros_like(total).index_add_(0, rows, gain)
+        gains = torch.zeros(total.numel(), dtype=total.dtype, device=total.device)
+        return total + gains.index_add_(0, rows, gain).reshape(total.shape)
 
 
 def bernoulli_probability(r: torch.Tensor, library: torch.Tensor) -> torch.Tensor:

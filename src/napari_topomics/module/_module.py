@@ -108,7 +108,11 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             if cfg.normalize_encoder_inputs and cfg.is_count(m):
                 block = block.clamp_min(0)
                 lib = block.sum(-1, keepdim=True).clamp_min(1.0)
-                block = torch.log1p(block * (self.encoder_scale[m] / lib))
+                if cfg.likelihoods[m] == "bernoulli":
+                    # binary data: log1p(x s / l) = x log1p(s / l), one log per cell
+                    block = block * torch.log1p(self.encoder_scale[m] / lib)
+                else:
+                    block = torch.log1p(block * (self.encoder_scale[m] / lib))
             inputs.append(torch.cat([block, *appended], dim=-1) if appended else block)
         return inputs, codes
 
