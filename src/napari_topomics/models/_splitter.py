@@ -1,0 +1,34 @@
+"""Train/validation split whose validation batches are larger than the training ones."""
+
+from __future__ import annotations
+
+from scvi.dataloaders import DataSplitter
+
+#: Validation batches hold at least this many cells: the per-epoch validation pass then
+#: costs one forward pass per 512 cells instead of one per training batch, which the
+#: 5k-cell benchmark's 500 validation cells turned from four passes into one.
+VALIDATION_BATCH_SIZE = 512
+
+
+class ValidationBatchingSplitter(DataSplitter):
+    """scvi's :class:`~scvi.dataloaders.DataSplitter`, validating in batches of >= 512 cells.
+
+    The validation loss of a batch is an ELBO estimate at plate size ``N_train`` whatever
+    the batch size, and the encoders run in evaluation mode, so larger batches change only
+    the cost, not the logged ``elbo_validation``'s expectation.
+    """
+
+    def val_dataloader(self):
+        if len(self.val_idx) == 0:
+            return None
+        kwargs = dict(self.data_loader_kwargs)
+        kwargs["batch_size"] = max(int(kwargs.get("batch_size") or 0), VALIDATION_BATCH_SIZE)
+        return self.data_loader_cls(
+            self.adata_manager,
+            indices=self.val_idx,
+            shuffle=False,
+            drop_last=False,
+            load_sparse_tensor=self.load_sparse_tensor,
+            pin_memory=self.pin_memory,
+            **kwargs,
+        )
