@@ -68,12 +68,15 @@ def fit_ours(
 def fit_scvi(rna, n_topics, epochs, lr) -> dict:
     import scvi
 
+    from napari_topomics.models._heap import retained_heap
+
     scvi.settings.seed = 0
     adata = rna.copy()
     scvi.model.AmortizedLDA.setup_anndata(adata)
     model = scvi.model.AmortizedLDA(adata, n_topics=n_topics)
     start = time.perf_counter()
-    model.train(max_epochs=epochs, batch_size=128, lr=lr, enable_progress_bar=False)
+    with retained_heap():  # the allocator settings our training uses, for a fair timing
+        model.train(max_epochs=epochs, batch_size=128, lr=lr, enable_progress_bar=False)
     elapsed = time.perf_counter() - start
     theta = model.get_latent_representation(n_samples=1000).to_numpy()
     phi = model.get_feature_by_topic(n_samples=1000).to_numpy()
@@ -95,6 +98,43 @@ def fit_sklearn(rna, n_topics, epochs) -> dict:
     return {"theta": theta, "phis": {"rna": phi}, "s_per_epoch": elapsed / epochs}
 
 
+def paired_speed(mdata, n_topics, rounds: int, epochs: int) -> dict[str, list[float]]:
+    """Seconds per epoch of scvi (RNA), ours (3 modalities) and ours (RNA), interleaved.
+
+    The host's speed drifts by +-20 % from minute to minute, so one long run of each
+    contender compares different machines. Here every round trains each contender for
+    ``epochs`` more epochs, one after the other; the ratios are taken within a round.
+    Every contender trains once first (our k-means start happens there) and every one
+    trains with the same allocator settings (:func:`retained_heap`).
+    """
+    import scvi
+
+    from napari_topomics.models import MultimodalAmortizedLDA
+    from napari_topomics.models._heap import retained_heap
+
+    adata = mdata.mod["rna"].copy()
+    scvi.model.AmortizedLDA.setup_anndata(adata)
+    contenders = {
+        "scvi": scvi.model.AmortizedLDA(adata, n_topics=n_topics),
+        "ours_3mod": MultimodalAmortizedLDA.from_data(
+            {m: mdata.mod[m] for m in MODALITIES}, n_topics=n_topics,
+            likelihoods=[SIMULATED_LIKELIHOODS[m] for m in MODALITIES],
+        ),
+        "ours_rna": MultimodalAmortizedLDA.from_data(
+            {"rna": mdata.mod["rna"]}, n_topics=n_topics, likelihoods=["nb"]
+        ),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_ in range(rounds + 1):
+        for name, model in contenders.items():
+            start = time.perf_counter()
+            with retained_heap():
+                model.train(max_epochs=epochs, batch_size=128, enable_progress_bar=False)
+            if round_ > 0:  # round 0 is the warm-up
+                seconds[name].append((time.perf_counter() - start) / epochs)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=5000)
@@ -103,6 +143,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="training seeds of our three-modality model")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--speed-rounds", type=int, default=8,
+                        help="interleaved speed rounds (0 skips the paired timing)")
+    parser.add_argument("--speed-epochs", type=int, default=3,
+                        help="epochs per contender and speed round")
     args = parser.parse_args()
     single_thread()
     quiet()
@@ -146,6 +190,16 @@ def main() -> None:
         print(row("speed ratio vs scvi rna",
                   ours_3mod=ours["s_per_epoch"] / base,
                   ours_rna=results["ours (rna only)"]["s_per_epoch"] / base))
+    if args.speed_rounds > 0:
+        sec = paired_speed(mdata, args.topics, args.speed_rounds, args.speed_epochs)
+        for name, values in sec.items():
+            print(row(f"interleaved s/epoch {name}", median=float(np.median(values)),
+                      rounds=" ".join(f"{v:.3f}" for v in values)))
+        for name in ("ours_3mod", "ours_rna"):
+            ratios = np.array(sec[name]) / np.array(sec["scvi"])
+            print(row(f"interleaved ratio {name}/scvi", median=float(np.median(ratios)),
+                      worst=float(ratios.max()),
+                      rounds=" ".join(f"{r:.3f}" for r in ratios)))
     weights = model.get_modality_weights().mean()
     print(row("mean modality weights", **{k: float(v) for k, v in weights.items()}))
 
