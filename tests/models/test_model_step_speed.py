@@ -3,9 +3,8 @@ cheaper Bernoulli paths, each checked against the plain computation it replaces.
 
 from __future__ import annotations
 
+import os
 import resource
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -72,32 +71,24 @@ def test_retained_heap_reuses_freed_memory():
     assert retained < 200  # 20 fresh 8 MB blocks would fault ~40,000 pages
 
 
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 @pytest.mark.skipif(_heap._LIBC is None, reason="glibc malloc tuning only")
-def test_retained_heap_returns_memory_on_exit():
-    # In a fresh process, where the churned block sits at the top of the heap: after the
-    # block exits, freed memory goes back to the system and every new block faults in.
-    # (Inside a long test session other live allocations can pin the heap top.)
-    script = (
-        "import resource, torch\n"
-        "from napari_topomics.models import _heap\n"
-        "def churn():\n"
-        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "    for _ in range(20):\n"
-        "        block = torch.ones(2_000_000)\n"
-        "        del block\n"
-        "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n"
-        "with _heap.retained_heap():\n"
-        "    churn()\n"
-        "    retained = churn()\n"
-        "churn()\n"
-        "print(retained, churn())\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
-    )
-    retained, returned = map(int, done.stdout.split())
-    assert retained < 200
-    assert returned > 10 * max(retained, 100)
+def test_retained_heap_keeps_freed_memory_and_returns_it_on_exit():
+    # Resident memory rather than page faults: where the freed blocks land in the heap
+    # depends on what else the process holds, but malloc_trim on exit releases free pages
+    # wherever they are.
+    with _heap.retained_heap():
+        blocks = [torch.ones(2_000_000) for _ in range(25)]  # 200 MB in 8 MB blocks
+        held = _resident_bytes()
+        del blocks
+        after_free = _resident_bytes()
+    after_exit = _resident_bytes()
+    assert held - after_free < 50 * 1024**2  # kept for the next training step
+    assert after_free - after_exit > 150 * 1024**2  # handed back when training ends
 
 
 def test_training_restores_the_heap_settings(model):
