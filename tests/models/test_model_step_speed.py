@@ -12,7 +12,12 @@ import torch
 from napari_topomics.datasets import simulate_tissue
 from napari_topomics.models import MultimodalAmortizedLDA, _heap
 from napari_topomics.models._training_plan import TopicTrainingPlan
-from napari_topomics.module._likelihoods import BERNOULLI_EPS, SqueezedBernoulli
+from napari_topomics.module import _likelihoods
+from napari_topomics.module._likelihoods import (
+    BERNOULLI_EPS,
+    FactorisedBernoulli,
+    SqueezedBernoulli,
+)
 
 torch.set_num_threads(1)
 
@@ -106,6 +111,69 @@ def test_bernoulli_log_prob_matches_the_dense_formula():
     closed = BERNOULLI_EPS + (1 - 2 * BERNOULLI_EPS) * torch.exp(-rate)
     dense = (value * torch.log(p) + (1 - value) * torch.log(closed)).sum(-1)
     torch.testing.assert_close(SqueezedBernoulli(rate).log_prob(value), dense)
+
+
+def _dense_bernoulli(theta, phi, library, value):
+    rate = library[:, None] * (theta @ phi)
+    p = BERNOULLI_EPS + (1 - 2 * BERNOULLI_EPS) * (-torch.expm1(-rate))
+    closed = BERNOULLI_EPS + (1 - 2 * BERNOULLI_EPS) * torch.exp(-rate)
+    return (value * torch.log(p) + (1 - value) * torch.log(closed)).sum(-1)
+
+
+@pytest.mark.parametrize(
+    ("concentration", "library_scale", "floor_entries"),
+    [(0.5, 1.0, "none"), (6.0, 1.0, "some"), (1.0, 8.0, "dense")],
+)
+def test_factorised_bernoulli_matches_the_dense_formula(
+    concentration, library_scale, floor_entries
+):
+    # flat topics (no large rates), peaked topics (rates up to ~40, where the ε floor of a
+    # closed feature matters), and libraries so large that the dense formula takes over
+    torch.manual_seed(3)
+    value = (torch.rand(40, 600) < 0.1).float()
+    value[0] = 0.0  # a cell with nothing open
+    value[1] *= 0.5  # soft targets
+    library = value.sum(-1) * library_scale
+    logits = torch.randn(40, 6, requires_grad=True)
+    beta = (torch.randn(6, 600) * concentration).requires_grad_(True)
+    candidates = _likelihoods._floor_candidates(torch.softmax(beta, -1), library)
+    if floor_entries == "dense":
+        assert candidates is None
+    else:
+        n_floor = candidates[0].numel()
+        assert (n_floor > 0) == (floor_entries == "some") and n_floor < value.numel() // 4
+    results = []
+    for score in (_dense_bernoulli, None):
+        theta, phi = torch.softmax(logits, -1), torch.softmax(beta, -1)
+        if score is None:
+            log_p = FactorisedBernoulli(theta, phi, library).log_prob(value)
+        else:
+            log_p = score(theta, phi, library, value)
+        results.append((log_p.detach(), torch.autograd.grad(log_p.sum(), [logits, beta])))
+    (dense, dense_grads), (ours, our_grads) = results
+    # within float32 rounding of sums over 600 features (first-order ε term: < 1e-4 nats)
+    torch.testing.assert_close(ours, dense, rtol=1e-5, atol=2e-3)
+    for mine, reference in zip(our_grads, dense_grads, strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-4 * reference.abs().max())
+
+
+def test_training_scores_bernoulli_factorised_unless_covariates_shift_the_topics(model):
+    module = model.module
+    x = torch.as_tensor(model.adata.X[:64].toarray(), dtype=torch.float32)
+    theta = torch.softmax(torch.randn(64, 4), -1)
+    g = module.globals[2].posterior_point()
+    factors = module.observation_frequencies(2, theta, g, None, None)
+    assert isinstance(factors, _likelihoods.TopicFactors)
+    torch.testing.assert_close(factors.dense(), module.feature_frequencies(2, theta, g, None, None))
+    obs, data = module.observation(2, x[:, module.config.block(2)], theta, g, None, None, factors)
+    assert isinstance(obs, FactorisedBernoulli)
+    assert obs.expand(obs.batch_shape) is obs  # Pyro's cell plate keeps it factorised
+    dense_obs, _ = module.observation(2, x[:, module.config.block(2)], theta, g, None, None)
+    torch.testing.assert_close(obs.log_prob(data), dense_obs.log_prob(data), rtol=1e-5, atol=2e-3)
+    shifted = dict(g, cat_tau=[torch.full((4,), 0.5)], cat_delta=[torch.zeros(2, 120)])
+    cat = torch.zeros(64, 1)
+    assert torch.is_tensor(module.observation_frequencies(2, theta, shifted, cat, None))
+    assert torch.is_tensor(module.observation_frequencies(0, theta, g, None, None))
 
 
 def test_bernoulli_encoder_input_equals_log1p_of_scaled_binary_counts(model):

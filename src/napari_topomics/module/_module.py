@@ -231,6 +231,15 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             return theta @ torch.softmax(logits, dim=-1)
         return torch.einsum("bk,bkf->bf", theta, torch.softmax(logits + offset, dim=-1))
 
+    def observation_frequencies(self, m: int, theta: torch.Tensor, g: dict, cat, cont):
+        """``r_nm`` for the training likelihood: Bernoulli modalities without covariate
+        offsets keep it as its factors ``θ φ``, which they score without the dense matrix.
+        """
+        if self.config.likelihoods[m] == "bernoulli" and not ("cat_tau" in g or "cont_tau" in g):
+            logits = g["beta"] + g["background"] if "background" in g else g["beta"]
+            return lik.TopicFactors(theta, torch.softmax(logits, dim=-1))
+        return self.feature_frequencies(m, theta, g, cat, cont)
+
     def observation(
         self, m: int, block: torch.Tensor, theta: torch.Tensor, g: dict, cat, cont, r=None
     ):
@@ -283,7 +292,9 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             theta = torch.softmax(z, dim=-1)
             frequencies = []
             for m in range(cfg.n_modalities):
-                frequencies.append(self.feature_frequencies(m, theta, globals_[m], cat, cont))
+                frequencies.append(
+                    self.observation_frequencies(m, theta, globals_[m], cat, cont)
+                )
                 obs_dist, data = self.observation(
                     m, x[:, cfg.block(m)], theta, globals_[m], cat, cont, frequencies[m]
                 )
