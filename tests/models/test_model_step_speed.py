@@ -190,6 +190,16 @@ def test_bernoulli_encoder_input_equals_log1p_of_scaled_binary_counts(model):
     torch.testing.assert_close(inputs[2], expected, rtol=0, atol=0)
 
 
+def test_count_blocks_are_clamped_once_per_batch(model):
+    module = model.module
+    x = torch.randn(6, sum(model.n_inputs_modalities))
+    blocks = module.count_blocks(x)
+    assert module.count_blocks(x) is blocks  # model and guide share one clamp
+    for m, sl in enumerate(module.config.blocks):
+        torch.testing.assert_close(blocks[m], x[:, sl].clamp_min(0))
+    assert module.count_blocks(x.clone()) is not blocks
+
+
 def test_validation_runs_in_large_batches_with_the_training_split(model):
     from scvi.dataloaders import DataSplitter
 

@@ -81,6 +81,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             for m in range(config.n_modalities)
         )
         self._mask_cache: tuple | None = None
+        self._counts_cache: tuple | None = None
         self._last_entropy: torch.Tensor | None = None
         self._last_variance: torch.Tensor | None = None
 
@@ -103,10 +104,11 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         if cfg.encode_covariates and cfg.n_cats_per_cov:
             codes = [cat[:, i : i + 1].long() for i in range(cat.shape[1])]
         inputs = []
+        counts = self.count_blocks(x)
         for m in range(cfg.n_modalities):
             block = x[:, cfg.block(m)]
             if cfg.normalize_encoder_inputs and cfg.is_count(m):
-                block = block.clamp_min(0)
+                block = counts[m]
                 lib = block.sum(-1, keepdim=True).clamp_min(1.0)
                 if cfg.likelihoods[m] == "bernoulli":
                     # binary data: log1p(x s / l) = x log1p(s / l), one log per cell
@@ -119,6 +121,26 @@ class MultimodalLDAModule(PyroBaseModuleClass):
     def standardise(self, cont: torch.Tensor) -> torch.Tensor:
         """Standardise continuous covariates with the stored registered-cell statistics."""
         return (cont.float() - self.continuous_mean) / self.continuous_scale
+
+    def count_blocks(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+        """Each count modality's block clamped at 0 (``None`` for Gaussian ones).
+
+        Encoders and likelihoods of a step read the same ``x``: clamped once, reused.
+        """
+        cached = self._counts_cache
+        if cached is not None and cached[0] is x:
+            return cached[1]
+        cfg = self.config
+        if all(cfg.is_count(m) for m in range(cfg.n_modalities)):
+            clamped = x.clamp_min(0)
+            blocks = [clamped[:, sl] for sl in cfg.blocks]
+        else:
+            blocks = [
+                x[:, sl].clamp_min(0) if cfg.is_count(m) else None
+                for m, sl in enumerate(cfg.blocks)
+            ]
+        self._counts_cache = (x, blocks)
+        return blocks
 
     def modality_mask(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, M)`` float mask: 1 where the cell's block has any non-zero value.
@@ -241,17 +263,19 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         return self.feature_frequencies(m, theta, g, cat, cont)
 
     def observation(
-        self, m: int, block: torch.Tensor, theta: torch.Tensor, g: dict, cat, cont, r=None
+        self, m: int, block: torch.Tensor, theta: torch.Tensor, g: dict, cat, cont, r=None,
+        clamped: bool = False,
     ):
         """The observation distribution of modality ``m`` and the data it scores.
 
-        ``r`` (the expected frequencies) is computed from ``theta`` unless given.
+        ``r`` (the expected frequencies) is computed from ``theta`` unless given;
+        ``clamped`` says that a count block is already clamped at 0.
         """
         r = self.feature_frequencies(m, theta, g, cat, cont) if r is None else r
         kind = self.config.likelihoods[m]
         if kind == "gaussian":
             return lik.gaussian_obs(r, g["sigma"]).to_event(1), block
-        counts = block.clamp_min(0)
+        counts = block if clamped else block.clamp_min(0)
         if kind == "bernoulli":
             return lik.bernoulli_obs(r, counts.sum(-1)), counts
         counts = torch.round(counts)
@@ -283,6 +307,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         with poutine.scale(scale=beta_kl):
             globals_ = [g.sample(guide=False) for g in self.globals]
         mask = self.modality_mask(x) > 0
+        counts = self.count_blocks(x)
         with self.cell_plate(x):
             with poutine.scale(scale=beta_kl):
                 prior = dist.Normal(self.theta_prior_mu, self.theta_prior_sigma)
@@ -295,8 +320,9 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                 frequencies.append(
                     self.observation_frequencies(m, theta, globals_[m], cat, cont)
                 )
+                block = x[:, cfg.block(m)] if counts[m] is None else counts[m]
                 obs_dist, data = self.observation(
-                    m, x[:, cfg.block(m)], theta, globals_[m], cat, cont, frequencies[m]
+                    m, block, theta, globals_[m], cat, cont, frequencies[m], clamped=True
                 )
                 with poutine.scale(scale=self.likelihood_weights[m]):
                     pyro.sample(f"feature_counts_{m}", obs_dist.mask(mask[:, m]), obs=data)
