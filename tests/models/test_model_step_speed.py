@@ -198,6 +198,15 @@ def test_count_blocks_are_clamped_once_per_batch(model):
     for m, sl in enumerate(module.config.blocks):
         torch.testing.assert_close(blocks[m], x[:, sl].clamp_min(0))
     assert module.count_blocks(x.clone()) is not blocks
+    totals = module.count_totals(x)
+    for m in range(3):
+        torch.testing.assert_close(totals[m], blocks[m].sum(-1))
+    x = x.clone()  # a new batch
+    x[0] = -1.0  # nothing left after clamping: absent, like an all-zero block
+    x[1] = 0.0
+    x[1, 0] = 2.0  # one RNA count: RNA present, the others absent
+    mask = module.modality_mask(x)
+    assert mask[0].tolist() == [0.0, 0.0, 0.0] and mask[1].tolist() == [1.0, 0.0, 0.0]
 
 
 def test_validation_runs_in_large_batches_with_the_training_split(model):

@@ -143,10 +143,10 @@ class SqueezedBernoulli(TorchDistribution):
         # log(1 − p) densely; log p − log(1 − p) only where the feature is open.
         closed = _log_closed(self.rate)
         value = value.expand(self.rate.shape)
-        flat, rows, _ = open_positions(value)
+        flat, rows, values = open_positions(value)
         rate = self.rate.reshape(-1).index_select(0, flat)
         total = closed.sum(-1)
-        gain = _open_gain(rate, closed.reshape(-1).index_select(0, flat), value, flat)
+        gain = _open_gain(rate, closed.reshape(-1).index_select(0, flat), values)
         return total + _per_row(gain, rows, total)
 
 
@@ -204,7 +204,7 @@ class FactorisedBernoulli(TorchDistribution):
         candidates = _floor_candidates(phi, library)
         if candidates is None:  # many large rates: the dense formula is cheaper
             return SqueezedBernoulli(self.rate).log_prob(value)
-        flat, rows, _ = open_positions(value)
+        flat, rows, values = open_positions(value)
         c_rows, c_cols = candidates
         n_open = flat.numel()
         # r itself is cheap (K is small); the saving is in not working on every entry of it
@@ -213,7 +213,7 @@ class FactorisedBernoulli(TorchDistribution):
         r = (theta @ phi).reshape(-1).index_select(0, gathered)
         rate = library.index_select(0, every_rows) * r
         rate, x = rate[:n_open], rate[n_open:]
-        gain = _open_gain(rate, _log_closed(rate), value, flat)
+        gain = _open_gain(rate, _log_closed(rate), values)
         squeeze = 1.0 - 2.0 * BERNOULLI_EPS
         first = BERNOULLI_EPS / squeeze
         total_rate = library * (theta @ phi.sum(-1))  # ℓ Σ_f r_f (= ℓ when θ, φ sum to 1)
@@ -223,26 +223,33 @@ class FactorisedBernoulli(TorchDistribution):
 
 
 def open_positions(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flat index, row and column of the non-zero entries of a 2-D ``value``."""
+    """Flat index and row of the non-zero entries of ``value`` and their values.
+
+    Rows are all leading dimensions flattened; ``value`` may be a strided view.
+    """
     n_features = value.shape[-1]
+    value = value.detach().reshape(-1, n_features)
     if value.device.type == "cpu":
-        # numpy's flatnonzero on a boolean mask is ~2x faster than torch's nonzero here
-        mask = value.detach().reshape(-1).numpy() != 0
-        flat = torch.from_numpy(np.flatnonzero(mask))
-    else:
-        flat = value.reshape(-1).nonzero().squeeze(-1)
+        # numpy on a boolean mask is ~2x faster than torch's nonzero here, and reads a
+        # column block of the batch without copying it first
+        array = value.numpy()
+        flat = np.flatnonzero(array != 0)
+        rows, cols = np.divmod(flat, n_features)
+        values = torch.from_numpy(array[rows, cols])
+        return torch.from_numpy(flat), torch.from_numpy(rows), values
+    flat = value.reshape(-1).nonzero().squeeze(-1)
     rows = torch.div(flat, n_features, rounding_mode="floor")
-    return flat, rows, flat - rows * n_features
+    return flat, rows, value.reshape(-1).index_select(0, flat)
 
 
 def _log_closed(rate: torch.Tensor) -> torch.Tensor:
     return torch.log(BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * torch.exp(-rate))
 
 
-def _open_gain(rate, closed, value, flat) -> torch.Tensor:
+def _open_gain(rate, closed, values) -> torch.Tensor:
     """``(log p − log(1 − p)) · value`` at the open entries (soft targets weigh the gain)."""
     open_ = torch.log(BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * (-torch.expm1(-rate)))
-    return (open_ - closed) * value.reshape(-1).index_select(0, flat)
+    return (open_ - closed) * values
 
 
 def _per_row(values: torch.Tensor, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -258,7 +265,7 @@ def _floor_candidates(phi: torch.Tensor, library: torch.Tensor):
     of all entries qualify.
     """
     with torch.no_grad():
-        bound, order = phi.max(0).values.sort(descending=True)
+        bound, order = phi.amax(0).sort(descending=True)
         limit = FLOOR_RATE / library.clamp_min(1e-12)
         counts = torch.searchsorted(-bound, -limit.contiguous(), side="left")
         total = int(counts.sum())
