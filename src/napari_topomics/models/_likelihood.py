@@ -60,10 +60,10 @@ class LikelihoodMixin:
                 x, ind, cat, cont, extra = args
                 theta = self._theta(module.encode(x, cat, cont, extra, ind), noise)
                 mask = module.modality_mask(x) > 0
+                counts = module.count_blocks(x)
                 for m in range(self.n_modalities):
-                    obs, data = module.observation(
-                        m, x[:, cfg.block(m)], theta, point[m], cat, cont
-                    )
+                    block = x[:, cfg.block(m)] if counts[m] is None else counts[m]
+                    obs, data = module.observation(m, block, theta, point[m], cat, cont)
                     log_p = obs.log_prob(data)
                     if not cfg.is_count(m):
                         log_p = log_p[mask[:, m]]

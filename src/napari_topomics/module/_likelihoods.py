@@ -130,7 +130,7 @@ class SqueezedBernoulli(TorchDistribution):
 
     @property
     def probs(self) -> torch.Tensor:
-        return BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * (-torch.expm1(-self.rate))
+        return _open_probability(self.rate)
 
     def expand(self, batch_shape, _instance=None):
         shape = torch.Size(batch_shape) + self.event_shape
@@ -242,14 +242,19 @@ def open_positions(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     return flat, rows, value.reshape(-1).index_select(0, flat)
 
 
+def _open_probability(rate: torch.Tensor) -> torch.Tensor:
+    """``p = ε + (1 − 2ε)(1 − e^{−rate})``."""
+    return BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * (-torch.expm1(-rate))
+
+
 def _log_closed(rate: torch.Tensor) -> torch.Tensor:
+    """``log(1 − p) = log(ε + (1 − 2ε) e^{−rate})``, accurate where ``p`` is near 1."""
     return torch.log(BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * torch.exp(-rate))
 
 
 def _open_gain(rate, closed, values) -> torch.Tensor:
     """``(log p − log(1 − p)) · value`` at the open entries (soft targets weigh the gain)."""
-    open_ = torch.log(BERNOULLI_EPS + (1.0 - 2.0 * BERNOULLI_EPS) * (-torch.expm1(-rate)))
-    return (open_ - closed) * values
+    return (torch.log(_open_probability(rate)) - closed) * values
 
 
 def _per_row(values: torch.Tensor, rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -293,15 +298,12 @@ def bernoulli_obs(r, library: torch.Tensor) -> TorchDistribution:
 
 
 class TopicFactors:
-    """Feature frequencies ``r = θ φ`` kept as their factors (computed on demand)."""
+    """Feature frequencies ``r = θ φ`` kept as their factors."""
 
     __slots__ = ("theta", "phi")
 
     def __init__(self, theta: torch.Tensor, phi: torch.Tensor):
         self.theta, self.phi = theta, phi
-
-    def dense(self) -> torch.Tensor:
-        return self.theta @ self.phi
 
 
 def gaussian_obs(mean: torch.Tensor, sigma: torch.Tensor) -> TorchDistribution:

@@ -80,8 +80,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             ModalityGlobals(m, config, constants.background_init.get(m))
             for m in range(config.n_modalities)
         )
-        self._mask_cache: tuple | None = None
-        self._counts_cache: tuple | None = None
+        self._batch_cache: tuple | None = None
         self._last_entropy: torch.Tensor | None = None
         self._last_variance: torch.Tensor | None = None
 
@@ -104,7 +103,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         if cfg.encode_covariates and cfg.n_cats_per_cov:
             codes = [cat[:, i : i + 1].long() for i in range(cat.shape[1])]
         inputs = []
-        counts, totals = self._count_data(x)
+        counts, totals, _ = self._batch_view(x)
         for m in range(cfg.n_modalities):
             block = x[:, cfg.block(m)]
             if cfg.normalize_encoder_inputs and cfg.is_count(m):
@@ -123,18 +122,28 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         return (cont.float() - self.continuous_mean) / self.continuous_scale
 
     def count_blocks(self, x: torch.Tensor) -> list[torch.Tensor | None]:
-        """Each count modality's block clamped at 0 (``None`` for Gaussian ones).
-
-        Encoders and likelihoods of a step read the same ``x``: clamped once, reused.
-        """
-        return self._count_data(x)[0]
+        """Each count modality's block clamped at 0 (``None`` for Gaussian ones)."""
+        return self._batch_view(x)[0]
 
     def count_totals(self, x: torch.Tensor) -> list[torch.Tensor | None]:
         """Per-cell totals ``(B,)`` of the clamped count blocks (``None`` for Gaussian ones)."""
-        return self._count_data(x)[1]
+        return self._batch_view(x)[1]
 
-    def _count_data(self, x: torch.Tensor) -> tuple[list, list]:
-        cached = self._counts_cache
+    def modality_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, M)`` float mask: 1 where the cell's block has any non-zero value.
+
+        Count blocks are read after clamping at 0 (as the encoders and likelihoods read
+        them): present means a positive total.
+        """
+        return self._batch_view(x)[2]
+
+    def _batch_view(self, x: torch.Tensor) -> tuple[list, list, torch.Tensor]:
+        """Clamped count blocks, their totals and the modality mask of a batch.
+
+        Encoders, likelihoods, model and guide of a step all read the same ``x``: the last
+        result is reused.
+        """
+        cached = self._batch_cache
         if cached is not None and cached[0] is x:
             return cached[1]
         cfg = self.config
@@ -147,30 +156,14 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                 for m, sl in enumerate(cfg.blocks)
             ]
         totals = [None if block is None else block.sum(-1) for block in blocks]
-        self._counts_cache = (x, (blocks, totals))
-        return blocks, totals
-
-    def modality_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, M)`` float mask: 1 where the cell's block has any non-zero value.
-
-        Count blocks are read after clamping at 0 (as the encoders and likelihoods read
-        them): present means a positive total. Model and guide see the same ``x`` in a
-        step, so the last result is reused.
-        """
-        cached = self._mask_cache
-        if cached is not None and cached[0] is x:
-            return cached[1]
-        totals = self.count_totals(x)
         # max |x| > 0 per Gaussian block: one reduction, ~8x cheaper than (x != 0).any()
-        mask = torch.stack(
-            [
-                x[:, sl].abs().amax(-1) > 0 if total is None else total > 0
-                for sl, total in zip(self.config.blocks, totals, strict=True)
-            ],
-            dim=-1,
-        ).float()
-        self._mask_cache = (x, mask)
-        return mask
+        present = [
+            x[:, sl].abs().amax(-1) > 0 if total is None else total > 0
+            for sl, total in zip(cfg.blocks, totals, strict=True)
+        ]
+        view = (blocks, totals, torch.stack(present, dim=-1).float())
+        self._batch_cache = (x, view)
+        return view
 
     def appended_inputs(self, cont, extra) -> list[torch.Tensor]:
         """Encoder-only extra features and standardised continuous covariates (§3.9)."""
@@ -254,11 +247,14 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             offset = per_feature if offset is None else offset + per_feature
         return offset
 
+    @staticmethod
+    def topic_logits(g: dict) -> torch.Tensor:
+        """Topic-feature logits ``(K, F)`` with the feature background, if any."""
+        return g["beta"] + g["background"] if "background" in g else g["beta"]
+
     def feature_frequencies(self, m: int, theta: torch.Tensor, g: dict, cat, cont):
         """Expected feature frequencies ``r_nm`` (count modalities) or Gaussian means."""
-        logits = g["beta"]
-        if "background" in g:
-            logits = logits + g["background"]
+        logits = self.topic_logits(g)
         offset = self.covariate_offset(g, cat, cont)
         if not self.config.is_count(m):
             if offset is None:
@@ -272,25 +268,24 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         """``r_nm`` for the training likelihood: Bernoulli modalities without covariate
         offsets keep it as its factors ``θ φ``, which they score without the dense matrix.
         """
-        if self.config.likelihoods[m] == "bernoulli" and not ("cat_tau" in g or "cont_tau" in g):
-            logits = g["beta"] + g["background"] if "background" in g else g["beta"]
-            return lik.TopicFactors(theta, torch.softmax(logits, dim=-1))
+        has_offset = "cat_tau" in g or "cont_tau" in g  # the keys covariate_offset reads
+        if self.config.likelihoods[m] == "bernoulli" and not has_offset:
+            return lik.TopicFactors(theta, torch.softmax(self.topic_logits(g), dim=-1))
         return self.feature_frequencies(m, theta, g, cat, cont)
 
     def observation(
-        self, m: int, block: torch.Tensor, theta: torch.Tensor, g: dict, cat, cont, r=None,
-        clamped: bool = False,
+        self, m: int, block: torch.Tensor, theta: torch.Tensor, g: dict, cat, cont, r=None
     ):
         """The observation distribution of modality ``m`` and the data it scores.
 
-        ``r`` (the expected frequencies) is computed from ``theta`` unless given;
-        ``clamped`` says that a count block is already clamped at 0.
+        A count ``block`` must be non-negative (:meth:`count_blocks`); ``r`` (the expected
+        frequencies) is computed from ``theta`` unless given.
         """
         r = self.feature_frequencies(m, theta, g, cat, cont) if r is None else r
         kind = self.config.likelihoods[m]
         if kind == "gaussian":
             return lik.gaussian_obs(r, g["sigma"]).to_event(1), block
-        counts = block if clamped else block.clamp_min(0)
+        counts = block
         if kind == "bernoulli":
             return lik.bernoulli_obs(r, counts.sum(-1)), counts
         counts = torch.round(counts)
@@ -337,7 +332,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                 )
                 block = x[:, cfg.block(m)] if counts[m] is None else counts[m]
                 obs_dist, data = self.observation(
-                    m, block, theta, globals_[m], cat, cont, frequencies[m], clamped=True
+                    m, block, theta, globals_[m], cat, cont, frequencies[m]
                 )
                 with poutine.scale(scale=self.likelihood_weights[m]):
                     pyro.sample(f"feature_counts_{m}", obs_dist.mask(mask[:, m]), obs=data)
@@ -363,7 +358,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
             if not cfg.is_count(m):
                 continue
             block, degree = sums[self.graph_source.graphs.assignment[m]]
-            block = block[:, cfg.block(m)]
+            block = block[:, cfg.block(m)].clamp_min(0)
             has_neighbours = (degree > 0).float()
             if cfg.likelihoods[m] == "bernoulli":
                 # the neighbours' open fraction, a soft target of weight λ
