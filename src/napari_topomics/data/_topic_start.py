@@ -26,10 +26,25 @@ import scipy.sparse as sp
 from ._stats import block_slices
 
 
+def most_variable(normalised: sp.csr_matrix, n_top: int) -> sp.csr_matrix:
+    """The ``n_top`` columns of largest variance (all when there are no more than that)."""
+    if normalised.shape[1] <= n_top:
+        return normalised
+    mean = np.asarray(normalised.mean(0)).ravel()
+    variance = np.asarray(normalised.multiply(normalised).mean(0)).ravel() - mean**2
+    keep = np.sort(np.argsort(-variance, kind="stable")[:n_top])
+    return normalised[:, keep]
+
+
 def _cell_embedding(
-    blocks: list[sp.csr_matrix], n_components: int, seed: int
+    blocks: list[sp.csr_matrix], n_components: int, seed: int, n_top_features: int
 ) -> np.ndarray:
-    """Per-modality log-normalised, SVD-reduced profiles, each block scaled to equal weight."""
+    """Per-modality log-normalised, SVD-reduced profiles, each block scaled to equal weight.
+
+    Each block is reduced on its ``n_top_features`` most variable log-normalised features:
+    with thousands of rarely seen features the leading components follow depth and noise
+    rather than what sets the cells apart.
+    """
     from sklearn.decomposition import TruncatedSVD
 
     parts = []
@@ -38,6 +53,7 @@ def _cell_embedding(
         lib[lib <= 0] = 1.0
         normalised = sp.diags(1e4 / lib) @ block
         normalised.data = np.log1p(normalised.data)
+        normalised = most_variable(sp.csr_matrix(normalised), n_top_features)
         n_comp = min(n_components, block.shape[1] - 1, block.shape[0] - 1)
         if n_comp < 1:
             continue
@@ -110,6 +126,8 @@ def clustered_topic_logits(
     seed: int = 0,
     max_cells: int = 20000,
     n_components: int = 20,
+    n_top_features: int = 1000,
+    n_restarts: int = 10,
     pseudocount: float = 0.05,
 ) -> list[np.ndarray | None]:
     """Topic-feature logits, one ``(n_topics, F_m)`` array per modality, from k-means.
@@ -140,6 +158,10 @@ def clustered_topic_logits(
         Cells used at most (a random subsample of larger data).
     n_components
         SVD components per modality for the clustering.
+    n_top_features
+        Most variable (log-normalised) features per modality the SVD reads.
+    n_restarts
+        k-means restarts (the run of least inertia is kept).
     pseudocount
         ``ε`` as a fraction of a uniform frequency, ``ε = pseudocount / F_m``.
 
@@ -176,8 +198,10 @@ def clustered_topic_logits(
         if id(graph) not in pooled:
             pooled[id(graph)] = pooled_with_neighbours(X, graph, rows)
         views[m] = corrected(pooled[id(graph)][:, slices[m]])
-    embedding = _cell_embedding([v for v in views if v is not None], n_components, seed)
-    labels = KMeans(n_topics, n_init=3, random_state=seed).fit_predict(embedding)
+    embedding = _cell_embedding(
+        [v for v in views if v is not None], n_components, seed, n_top_features
+    )
+    labels = KMeans(n_topics, n_init=n_restarts, random_state=seed).fit_predict(embedding)
     indicator = sp.csr_matrix(
         (np.ones(len(labels)), (labels, np.arange(len(labels)))), shape=(n_topics, len(labels))
     )
