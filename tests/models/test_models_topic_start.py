@@ -10,6 +10,7 @@ import torch
 from napari_topomics.data import build_spatial_graph
 from napari_topomics.data._topic_start import (
     clustered_topic_logits,
+    most_variable,
     pooled_with_neighbours,
     remove_level_profiles,
 )
@@ -44,6 +45,37 @@ def test_clustered_logits_skip_unused_modalities_and_tiny_data(tissue):
     assert out[1] is None and out[0].shape == (4, 60)
     assert np.isfinite(out[0]).all()
     assert clustered_topic_logits(X[:5], [120], 4, [True]) == [None]
+
+
+def test_most_variable_keeps_the_highest_variance_columns_in_order():
+    rng = np.random.default_rng(0)
+    scales = np.array([0.1, 3.0, 0.5, 2.0, 0.2])
+    matrix = sp.csr_matrix(rng.normal(size=(200, 5)) * scales)
+    picked = most_variable(matrix, 2).toarray()
+    np.testing.assert_array_equal(picked, matrix.toarray()[:, [1, 3]])
+    assert most_variable(matrix, 5) is matrix
+
+
+def _cell_types_in_many_rare_genes(seed: int, n_types: int = 4, n_markers: int = 20):
+    """300 cells of 4 types told apart by 80 marker genes among 8,000 rarely seen ones."""
+    rng = np.random.default_rng(seed)
+    types = rng.integers(n_types, size=300)
+    markers = np.full((n_types, n_types * n_markers), 0.3)
+    for k in range(n_types):
+        markers[k, k * n_markers : (k + 1) * n_markers] = 3.0
+    background = np.broadcast_to(rng.lognormal(-1.5, 1.0, size=8000), (300, 8000))
+    rate = np.hstack([markers[types], background]) * rng.lognormal(0, 0.5, size=(300, 1))
+    return sp.csr_matrix(rng.poisson(rate).astype(float))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_clustered_start_finds_cell_types_hidden_among_thousands_of_rare_genes(seed):
+    # An SVD of all 8,080 genes follows the rare-gene noise and merges types on most of
+    # these seeds; the most variable genes carry the types.
+    X = _cell_types_in_many_rare_genes(seed)
+    (logits,) = clustered_topic_logits(X, [X.shape[1]], 4, [True], seed=0)
+    winners = [int(np.argmax(logits[:, k * 20 : (k + 1) * 20].mean(1))) for k in range(4)]
+    assert sorted(winners) == [0, 1, 2, 3]
 
 
 def test_kmeans_start_is_the_default_and_zero_start_is_kept_on_request(tissue):
