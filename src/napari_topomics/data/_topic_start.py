@@ -30,8 +30,11 @@ def most_variable(normalised: sp.csr_matrix, n_top: int) -> sp.csr_matrix:
     """The ``n_top`` columns of largest variance (all when there are no more than that)."""
     if normalised.shape[1] <= n_top:
         return normalised
-    mean = np.asarray(normalised.mean(0)).ravel()
-    variance = np.asarray(normalised.multiply(normalised).mean(0)).ravel() - mean**2
+    n_obs, n_features = normalised.shape
+    columns = normalised.indices
+    mean = np.bincount(columns, weights=normalised.data, minlength=n_features) / n_obs
+    squares = np.bincount(columns, weights=np.square(normalised.data), minlength=n_features)
+    variance = squares / n_obs - mean**2
     keep = np.sort(np.argsort(-variance, kind="stable")[:n_top])
     return normalised[:, keep]
 
