@@ -39,6 +39,20 @@ def most_variable(normalised: sp.csr_matrix, n_top: int) -> sp.csr_matrix:
     return normalised[:, keep]
 
 
+def log_normalised(block: sp.csr_matrix) -> sp.csr_matrix:
+    """``log1p`` of each row scaled to 10,000 counts, sharing ``block``'s index arrays.
+
+    Only one new array of the stored values is allocated (the subsample of a large dataset
+    is held in float64 next to it).
+    """
+    lib = np.asarray(block.sum(1)).ravel()
+    lib[lib <= 0] = 1.0
+    values = np.repeat(1e4 / lib, np.diff(block.indptr))
+    np.multiply(values, block.data, out=values)
+    np.log1p(values, out=values)
+    return sp.csr_matrix((values, block.indices, block.indptr), shape=block.shape, copy=False)
+
+
 def _cell_embedding(
     blocks: list[sp.csr_matrix], n_components: int, seed: int, n_top_features: int
 ) -> np.ndarray:
@@ -52,11 +66,7 @@ def _cell_embedding(
 
     parts = []
     for block in blocks:
-        lib = np.asarray(block.sum(1)).ravel()
-        lib[lib <= 0] = 1.0
-        normalised = sp.diags(1e4 / lib) @ block
-        normalised.data = np.log1p(normalised.data)
-        normalised = most_variable(sp.csr_matrix(normalised), n_top_features)
+        normalised = most_variable(log_normalised(block), n_top_features)
         n_comp = min(n_components, block.shape[1] - 1, block.shape[0] - 1)
         if n_comp < 1:
             continue
