@@ -10,6 +10,7 @@ import torch
 from napari_topomics.data import build_spatial_graph
 from napari_topomics.data._topic_start import (
     clustered_topic_logits,
+    log_normalised,
     most_variable,
     pooled_with_neighbours,
     remove_level_profiles,
@@ -45,6 +46,15 @@ def test_clustered_logits_skip_unused_modalities_and_tiny_data(tissue):
     assert out[1] is None and out[0].shape == (4, 60)
     assert np.isfinite(out[0]).all()
     assert clustered_topic_logits(X[:5], [120], 4, [True]) == [None]
+
+
+def test_log_normalised_scales_rows_to_1e4_and_leaves_the_counts_alone():
+    counts = sp.csr_matrix(np.array([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0], [2.0, 0.0, 8.0]]))
+    before = counts.copy()
+    out = log_normalised(counts).toarray()
+    expected = np.log1p(np.array([[2500.0, 7500.0, 0.0], [0.0, 0.0, 0.0], [2000.0, 0.0, 8000.0]]))
+    np.testing.assert_allclose(out, expected)
+    assert (counts != before).nnz == 0
 
 
 def test_most_variable_keeps_the_highest_variance_columns_in_order():
