@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import resource
 
+import anndata as ad
+import numpy as np
 import pytest
 import torch
 
@@ -197,23 +199,35 @@ def test_bernoulli_encoder_input_equals_log1p_of_scaled_binary_counts(model):
     torch.testing.assert_close(inputs[2], expected, rtol=0, atol=0)
 
 
-def test_count_blocks_are_clamped_once_per_batch(model):
+def test_observed_blocks_are_clamped_once_per_batch(model):
     module = model.module
     x = torch.randn(6, sum(model.n_inputs_modalities))
-    blocks = module.count_blocks(x)
-    assert module.count_blocks(x) is blocks  # model and guide share one clamp
+    blocks = module.observed_blocks(x)
+    assert module.observed_blocks(x) is blocks  # model and guide share one clamp
     for m, sl in enumerate(module.config.blocks):
         torch.testing.assert_close(blocks[m], x[:, sl].clamp_min(0))
-    assert module.count_blocks(x.clone()) is not blocks
-    totals = module.count_totals(x)
-    for m in range(3):
-        torch.testing.assert_close(totals[m], blocks[m].sum(-1))
+    assert module.observed_blocks(x.clone()) is not blocks
     x = x.clone()  # a new batch
     x[0] = -1.0  # nothing left after clamping: absent, like an all-zero block
     x[1] = 0.0
     x[1, 0] = 2.0  # one RNA count: RNA present, the others absent
     mask = module.modality_mask(x)
     assert mask[0].tolist() == [0.0, 0.0, 0.0] and mask[1].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_gaussian_blocks_are_observed_as_given_and_masked_by_any_value():
+    rng = np.random.default_rng(0)
+    counts = ad.AnnData(rng.poisson(2.0, size=(30, 8)).astype(np.float32))
+    scores = ad.AnnData(rng.normal(size=(30, 5)).astype(np.float32))
+    model = MultimodalAmortizedLDA.from_data(
+        {"rna": counts, "scores": scores}, n_topics=2, likelihoods=["nb", "gaussian"]
+    )
+    x = torch.randn(4, 13)
+    x[0, 8:] = 0.0  # no Gaussian values: absent
+    blocks = model.module.observed_blocks(x)
+    torch.testing.assert_close(blocks[0], x[:, :8].clamp_min(0))
+    torch.testing.assert_close(blocks[1], x[:, 8:])  # negative values kept
+    assert model.module.modality_mask(x)[:, 1].tolist() == [0.0, 1.0, 1.0, 1.0]
 
 
 def test_validation_runs_in_large_batches_with_the_training_split(model):

@@ -67,7 +67,7 @@ def _cell_embedding(
     parts = []
     for block in blocks:
         normalised = most_variable(log_normalised(block), n_top_features)
-        n_comp = min(n_components, block.shape[1] - 1, block.shape[0] - 1)
+        n_comp = min(n_components, normalised.shape[1] - 1, normalised.shape[0] - 1)
         if n_comp < 1:
             continue
         reduced = TruncatedSVD(n_comp, random_state=seed).fit_transform(normalised)

@@ -60,10 +60,9 @@ class LikelihoodMixin:
                 x, ind, cat, cont, extra = args
                 theta = self._theta(module.encode(x, cat, cont, extra, ind), noise)
                 mask = module.modality_mask(x) > 0
-                counts = module.count_blocks(x)
+                blocks = module.observed_blocks(x)
                 for m in range(self.n_modalities):
-                    block = x[:, cfg.block(m)] if counts[m] is None else counts[m]
-                    obs, data = module.observation(m, block, theta, point[m], cat, cont)
+                    obs, data = module.observation(m, blocks[m], theta, point[m], cat, cont)
                     log_p = obs.log_prob(data)
                     if not cfg.is_count(m):
                         log_p = log_p[mask[:, m]]

@@ -121,13 +121,9 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         """Standardise continuous covariates with the stored registered-cell statistics."""
         return (cont.float() - self.continuous_mean) / self.continuous_scale
 
-    def count_blocks(self, x: torch.Tensor) -> list[torch.Tensor | None]:
-        """Each count modality's block clamped at 0 (``None`` for Gaussian ones)."""
+    def observed_blocks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each modality's block as the likelihood scores it: counts clamped at 0."""
         return self._batch_view(x)[0]
-
-    def count_totals(self, x: torch.Tensor) -> list[torch.Tensor | None]:
-        """Per-cell totals ``(B,)`` of the clamped count blocks (``None`` for Gaussian ones)."""
-        return self._batch_view(x)[1]
 
     def modality_mask(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, M)`` float mask: 1 where the cell's block has any non-zero value.
@@ -138,7 +134,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         return self._batch_view(x)[2]
 
     def _batch_view(self, x: torch.Tensor) -> tuple[list, list, torch.Tensor]:
-        """Clamped count blocks, their totals and the modality mask of a batch.
+        """Observed blocks, count totals (``None`` for Gaussian blocks) and modality mask.
 
         Encoders, likelihoods, model and guide of a step all read the same ``x``: the last
         result is reused.
@@ -147,15 +143,10 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         if cached is not None and cached[0] is x:
             return cached[1]
         cfg = self.config
-        if all(cfg.is_count(m) for m in range(cfg.n_modalities)):
-            clamped = x.clamp_min(0)
-            blocks = [clamped[:, sl] for sl in cfg.blocks]
-        else:
-            blocks = [
-                x[:, sl].clamp_min(0) if cfg.is_count(m) else None
-                for m, sl in enumerate(cfg.blocks)
-            ]
-        totals = [None if block is None else block.sum(-1) for block in blocks]
+        clamped = x.clamp_min(0)  # one pass over the batch; Gaussian blocks read x itself
+        counts = [cfg.is_count(m) for m in range(cfg.n_modalities)]
+        blocks = [(clamped if c else x)[:, sl] for c, sl in zip(counts, cfg.blocks, strict=True)]
+        totals = [b.sum(-1) if c else None for c, b in zip(counts, blocks, strict=True)]
         # max |x| > 0 per Gaussian block: one reduction, ~8x cheaper than (x != 0).any()
         present = [
             x[:, sl].abs().amax(-1) > 0 if total is None else total > 0
@@ -278,17 +269,16 @@ class MultimodalLDAModule(PyroBaseModuleClass):
     ):
         """The observation distribution of modality ``m`` and the data it scores.
 
-        A count ``block`` must be non-negative (:meth:`count_blocks`); ``r`` (the expected
+        A count ``block`` must be non-negative (:meth:`observed_blocks`); ``r`` (the expected
         frequencies) is computed from ``theta`` unless given.
         """
         r = self.feature_frequencies(m, theta, g, cat, cont) if r is None else r
         kind = self.config.likelihoods[m]
         if kind == "gaussian":
             return lik.gaussian_obs(r, g["sigma"]).to_event(1), block
-        counts = block
         if kind == "bernoulli":
-            return lik.bernoulli_obs(r, counts.sum(-1)), counts
-        counts = torch.round(counts)
+            return lik.bernoulli_obs(r, block.sum(-1)), block
+        counts = torch.round(block)
         if kind == "multinomial":
             return lik.multinomial_obs(r), counts
         fixed = None if self.config.learnable_dispersion else self.config.dispersion
@@ -317,7 +307,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         with poutine.scale(scale=beta_kl):
             globals_ = [g.sample(guide=False) for g in self.globals]
         mask = self.modality_mask(x) > 0
-        counts = self.count_blocks(x)
+        blocks = self.observed_blocks(x)
         with self.cell_plate(x):
             with poutine.scale(scale=beta_kl):
                 prior = dist.Normal(self.theta_prior_mu, self.theta_prior_sigma)
@@ -330,9 +320,8 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                 frequencies.append(
                     self.observation_frequencies(m, theta, globals_[m], cat, cont)
                 )
-                block = x[:, cfg.block(m)] if counts[m] is None else counts[m]
                 obs_dist, data = self.observation(
-                    m, block, theta, globals_[m], cat, cont, frequencies[m]
+                    m, blocks[m], theta, globals_[m], cat, cont, frequencies[m]
                 )
                 with poutine.scale(scale=self.likelihood_weights[m]):
                     pyro.sample(f"feature_counts_{m}", obs_dist.mask(mask[:, m]), obs=data)
