@@ -101,26 +101,43 @@ def make_layout(
     return coords, weights, domain
 
 
-def domain_topic_means(
-    n_domains: int, n_topics: int, domain_strength: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean topic mixture of each domain: one dominant topic plus a uniform floor.
+DomainMixing = Literal["dominant", "shared"]
 
-    Domain ``d`` is dominated by topic ``perm[d % n_topics]`` for a random permutation, so
-    with ``n_domains == n_topics`` every topic dominates exactly one domain.
+
+def domain_topic_means(
+    n_domains: int,
+    n_topics: int,
+    domain_strength: float,
+    rng: np.random.Generator,
+    mixing: DomainMixing = "dominant",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean topic mixture of each domain.
+
+    ``"dominant"``: one dominant topic plus a uniform floor; domain ``d`` is dominated by
+    topic ``perm[d % n_topics]`` for a random permutation, so with
+    ``n_domains == n_topics`` every topic dominates exactly one domain.
+    ``"shared"``: every domain's mean is its own draw from ``Dirichlet(1)`` over all topics,
+    so topics are shared across domains and no domain is one topic; ``domain_strength``
+    blends it with the uniform mixture as above.
 
     Returns
     -------
     means
         ``(n_domains, n_topics)``, rows on the simplex.
     dominant
-        ``(n_domains,)`` index of each domain's dominant topic.
+        ``(n_domains,)`` index of each domain's largest topic.
     """
-    perm = rng.permutation(n_topics)
-    dominant = perm[np.arange(n_domains) % n_topics]
-    means = np.full((n_domains, n_topics), (1.0 - domain_strength) / n_topics)
-    means[np.arange(n_domains), dominant] += domain_strength
-    return means, dominant
+    if mixing == "dominant":
+        perm = rng.permutation(n_topics)
+        dominant = perm[np.arange(n_domains) % n_topics]
+        means = np.full((n_domains, n_topics), (1.0 - domain_strength) / n_topics)
+        means[np.arange(n_domains), dominant] += domain_strength
+        return means, dominant
+    if mixing != "shared":
+        raise ValueError(f"domain_mixing must be 'dominant' or 'shared', got {mixing!r}")
+    own = rng.dirichlet(np.ones(n_topics), size=n_domains)
+    means = domain_strength * own + (1.0 - domain_strength) / n_topics
+    return means, means.argmax(axis=1)
 
 
 def sample_theta(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ._layout import SpatialLayout, domain_topic_means, make_layout, sample_theta
+from ._layout import DomainMixing, SpatialLayout, domain_topic_means, make_layout, sample_theta
 from ._profiles import CSRBuilder, default_n_markers, make_profiles
 from ._sampling import NoiseModel, n_threads, sample_block
 from ._truth import SimulationTruth
@@ -50,6 +50,8 @@ def simulate_tissue_dict(
     dirichlet_alpha: float = 0.5,
     domain_strength: float = 0.6,
     boundary_width: float = 0.1,
+    domain_mixing: DomainMixing = "dominant",
+    informative_domains: Mapping[str, Sequence[int]] | None = None,
     n_markers: int | Mapping[str, int] | None = None,
     marker_fold: float = 12.0,
     library_sigma: float = 0.4,
@@ -66,6 +68,9 @@ def simulate_tissue_dict(
     """Like :func:`simulate_tissue`, but return ``{modality: AnnData}`` instead of MuData."""
     params = {k: v for k, v in locals().items() if k != "n_markers"}
     params["n_markers"] = dict(n_markers) if isinstance(n_markers, Mapping) else n_markers
+    params["informative_domains"] = {
+        m: [int(d) for d in ds] for m, ds in (informative_domains or {}).items()
+    }
     n_domains = n_topics if n_domains is None else n_domains
     sizes = {"rna": n_genes, "protein": n_proteins, "atac": n_peaks}
     mods = [m for m, f in sizes.items() if f > 0]
@@ -87,8 +92,9 @@ def simulate_tissue_dict(
     # Cells: layout, domains, smooth θ, batches (one stream, shared by all modalities).
     rng = _stream(seed, 0, 0)
     coords, weights, domain = make_layout(n_cells, n_domains, spatial_layout, boundary_width, rng)
-    means, _ = domain_topic_means(n_domains, n_topics, domain_strength, rng)
+    means, _ = domain_topic_means(n_domains, n_topics, domain_strength, rng, domain_mixing)
     theta = sample_theta(weights, means, dirichlet_alpha, rng)
+    theta_of = _modality_thetas(theta, domain, params["informative_domains"], mods, n_domains)
     del weights
     batch = rng.integers(n_batches, size=n_cells) if n_batches > 1 else None
     truth = SimulationTruth(theta, {}, {}, domain, batch, coords, means, params=params)
@@ -154,7 +160,7 @@ def simulate_tissue_dict(
                 for b0 in range(c0, min(c0 + chunk, n_cells), BLOCK_ROWS):
                     rows = slice(b0, min(b0 + BLOCK_ROWS, n_cells))
                     brng = _stream(seed, _MOD_IDS[mod], b0 // BLOCK_ROWS)
-                    args = (theta[rows], None if batch is None else batch[rows])
+                    args = (theta_of[mod][rows], None if batch is None else batch[rows])
                     lib = truth.library_size[mod][rows]
                     fut = pool.submit(sample_block, models[mod], *args, lib, brng)
                     jobs.append((mod, rows, fut))
@@ -164,6 +170,39 @@ def simulate_tissue_dict(
             del jobs
 
     return _assemble(builders, truth, sizes, mods), truth
+
+
+def _modality_thetas(
+    theta: np.ndarray,
+    domain: np.ndarray,
+    informative: dict[str, list[int]],
+    mods: list[str],
+    n_domains: int,
+) -> dict[str, np.ndarray]:
+    """The mixture each modality's counts are drawn from.
+
+    A modality listed in ``informative`` reads the cell's topics only in those domains;
+    elsewhere its counts come from the topic-averaged profile (uniform θ), so they carry no
+    information about the cell's topics.
+    """
+    unknown = set(informative) - set(mods)
+    if unknown:
+        raise ValueError(f"informative_domains names unknown modalities {sorted(unknown)}")
+    out = {}
+    for mod in mods:
+        if mod not in informative:
+            out[mod] = theta
+            continue
+        keep = np.asarray(informative[mod], dtype=np.int64)
+        if keep.size and (keep.min() < 0 or keep.max() >= n_domains):
+            raise ValueError(
+                f"informative_domains[{mod!r}] must hold domains in [0, {n_domains}), "
+                f"got {sorted(set(keep.tolist()))}"
+            )
+        mixed = theta.copy()
+        mixed[~np.isin(domain, keep)] = 1.0 / theta.shape[1]
+        out[mod] = mixed
+    return out
 
 
 def _assemble(
@@ -210,6 +249,8 @@ def simulate_tissue(
     dirichlet_alpha: float = 0.5,
     domain_strength: float = 0.6,
     boundary_width: float = 0.1,
+    domain_mixing: DomainMixing = "dominant",
+    informative_domains: Mapping[str, Sequence[int]] | None = None,
     n_markers: int | Mapping[str, int] | None = None,
     marker_fold: float = 12.0,
     library_sigma: float = 0.4,
@@ -231,7 +272,11 @@ def simulate_tissue(
     ``m_d = s e_k + (1 − s)/K`` with ``s = domain_strength``; memberships blend across
     domain boundaries over ``boundary_width`` × the domain size, so
     ``θ_n ~ Dirichlet(dirichlet_alpha · K · m(x_n))`` is spatially smooth
-    (``domain_strength=0`` gives i.i.d. ``Dirichlet(dirichlet_alpha)``).
+    (``domain_strength=0`` gives i.i.d. ``Dirichlet(dirichlet_alpha)``). With
+    ``domain_mixing="shared"`` each domain's mean is instead its own ``Dirichlet(1)`` draw
+    over all topics, so cells mix topics that several domains share. A modality named in
+    ``informative_domains`` carries the cell's topics only in the listed domains (elsewhere
+    its counts follow the topic-averaged profile).
 
     Each modality has topic profiles ``φ_k`` (a shared log-normal baseline with per-topic
     noise) and each topic owns a disjoint block of marker features boosted ``marker_fold``
@@ -262,6 +307,9 @@ def simulate_tissue(
     dirichlet_alpha, domain_strength, boundary_width
         Per-topic Dirichlet concentration, weight of the domain's dominant topic, and
         smoothness of domain boundaries (see above).
+    domain_mixing, informative_domains
+        How domain means are drawn (``"dominant"`` or ``"shared"``) and, per modality,
+        the domains in which it reflects the cell's topics (default: everywhere).
     n_markers, marker_fold
         Marker-block size (int, ``{modality: int}`` or ``None`` for a quarter of the
         features per topic, three quarters for protein, at most 50) and marker boost.
