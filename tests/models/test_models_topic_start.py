@@ -148,8 +148,10 @@ def test_clustered_start_divides_out_registered_batches(batched):
 
 
 def test_auto_global_factor_follows_cells_per_feature_within_bounds():
-    assert auto_global_lr_factor(200, 2000) == 1.5
-    assert auto_global_lr_factor(1500, 1000) == pytest.approx(15.0)
+    assert auto_global_lr_factor(200, 8000) == 1.5
+    assert auto_global_lr_factor(200, 2000) == pytest.approx(3.0)
+    assert auto_global_lr_factor(500, 1000) == pytest.approx(15.0)
+    assert auto_global_lr_factor(1500, 1000) == 30.0
     assert auto_global_lr_factor(10**6, 2000) == 30.0
     assert auto_global_lr_factor(None, 100) == 1.5
 
@@ -158,9 +160,9 @@ def test_each_modality_gets_its_own_global_step(tissue):
     mdata, _ = tissue
     data = {m: mdata.mod[m] for m in ("rna", "protein", "atac")}
     model = MultimodalAmortizedLDA.from_data(data, n_topics=4)
-    model.module.n_obs = 300
+    model.module.n_obs = 60
     plan = TopicTrainingPlan(model.module)
-    expected = [auto_global_lr_factor(300, f) for f in model.n_inputs_modalities]
+    expected = [auto_global_lr_factor(60, f) for f in model.n_inputs_modalities]
     assert plan.global_lr_factors == expected
     assert len(set(expected)) == 3  # 120 genes, 10 proteins, 150 peaks differ
     # the optimiser steps each modality's globals at its own rate, the encoders at lr

@@ -27,7 +27,7 @@ def kl_schedule(
     return float(warmup_min + (kl_weight - warmup_min) * epoch / n_warmup)
 
 
-STEP_PER_CELLS_PER_FEATURE = 10.0
+STEP_PER_CELLS_PER_FEATURE = 30.0
 FACTOR_RANGE = (1.5, 30.0)
 #: Devices on which AdamW has a fused kernel that we use by default.
 FUSED_DEVICES = ("cpu", "cuda")
@@ -36,11 +36,13 @@ FUSED_DEVICES = ("cpu", "cuda")
 def auto_global_lr_factor(n_cells: int | None, n_features: int) -> float:
     """The automatic learning-rate factor of one modality's global parameters.
 
-    ``10 × n_cells / n_features`` within [1.5, 30]. With several training cells per
+    ``30 × n_cells / n_features`` within [1.5, 30]. With several training cells per
     feature, large steps form the topics within tens of epochs; when a topic has far more
     logits than there are cells (a few hundred cells, thousands of genes), large steps let
     each topic fit a handful of cells and the topics drift into each other, so the steps
-    stay small (measured: docs/benchmarks.md).
+    stay small. The slope 30 (10 before) comes from mixed-membership tissues, where smaller
+    steps leave the topics unformed after 100 epochs and the proportions too flat
+    (measured: docs/benchmarks.md, "Generalization").
     """
     low, high = FACTOR_RANGE
     if not n_cells:
