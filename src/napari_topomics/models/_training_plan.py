@@ -10,6 +10,8 @@ import torch
 from scvi.train import PyroTrainingPlan
 from scvi.train._trainingplans import LowLevelPyroTrainingPlan
 
+from ..module._spatial_prior import NeighbourhoodPrior
+
 
 def kl_schedule(
     epoch: int, max_epochs: int, kl_weight: float, warmup_fraction: float, warmup_min: float
@@ -94,7 +96,8 @@ class TopicTrainingPlan(PyroTrainingPlan):
         kl_warmup_min: float = 0.01,
         global_lr_factor: float | str = "auto",
         lr_final_fraction: float = 1.0,
-        neighbour_likelihood_weight: float = 6.0,
+        neighbour_likelihood_weight: float | None = None,
+        neighbourhood_prior: bool = False,
         **unused,
     ):
         # Skip PyroTrainingPlan.__init__ (it builds an SVI object and manual optimisation).
@@ -116,7 +119,18 @@ class TopicTrainingPlan(PyroTrainingPlan):
             )
         self.global_lr_factor = global_lr_factor
         self.lr_final_fraction = float(lr_final_fraction)
-        weight = float(neighbour_likelihood_weight)
+        if not isinstance(neighbourhood_prior, bool):
+            raise ValueError(
+                f"plan_kwargs['neighbourhood_prior'] must be True or False; "
+                f"got {neighbourhood_prior!r}."
+            )
+        self.use_neighbourhood_prior = neighbourhood_prior
+        if neighbour_likelihood_weight is None:
+            neighbour_likelihood_weight = 0.0 if neighbourhood_prior else 6.0
+        try:
+            weight = float(neighbour_likelihood_weight)
+        except (TypeError, ValueError):
+            weight = float("nan")
         if not weight >= 0:
             raise ValueError(
                 "plan_kwargs['neighbour_likelihood_weight'] must be a number >= 0; "
@@ -154,6 +168,15 @@ class TopicTrainingPlan(PyroTrainingPlan):
             self.module.n_obs = int(n_obs)
         self._n_obs_training = n_obs
 
+    def on_train_start(self):
+        module = self.module
+        module.neighbourhood_prior = None
+        if self.use_neighbourhood_prior and module.config.spatial:
+            source = module.graph_source
+            module.neighbourhood_prior = NeighbourhoodPrior(
+                source.graphs.adjacency[0], module.theta_prior_mu, module.theta_prior_sigma
+            )
+
     def on_train_epoch_start(self):
         # scvi's runner and load() leave the module in eval mode; training needs dropout
         # and batch statistics.
@@ -167,10 +190,17 @@ class TopicTrainingPlan(PyroTrainingPlan):
         kwargs["kl_weight"] = self.kl_weight
         # Argument validation of every distribution costs a sync per check; ours are built
         # from validated tensors, so it is switched off for this call only.
-        with pyro.validation_enabled(False):
-            return self.differentiable_loss_fn(
-                self.module.model, self.module.guide, *args, **kwargs
-            )
+        prior = self.module.neighbourhood_prior
+        if prior is not None:
+            prior.active = True
+        try:
+            with pyro.validation_enabled(False):
+                return self.differentiable_loss_fn(
+                    self.module.model, self.module.guide, *args, **kwargs
+                )
+        finally:
+            if prior is not None:
+                prior.active = False
 
     def _accumulate(self, key: str, value: torch.Tensor) -> None:
         total = self._epoch_sums.setdefault(key, [0.0, 0])
@@ -197,6 +227,10 @@ class TopicTrainingPlan(PyroTrainingPlan):
             self._accumulate("variance", self.module._last_variance)
 
     def on_train_epoch_end(self):
+        prior = self.module.neighbourhood_prior
+        if prior is not None:
+            prior.refit()
+            self.log("neighbourhood_rho", prior.rho, on_step=False, on_epoch=True)
         mean = self._epoch_mean("train")
         if mean is not None:
             self.log("elbo_train", mean / self._n_per_cell(), prog_bar=True)

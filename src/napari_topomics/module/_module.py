@@ -72,6 +72,9 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         #: Weight λ of each cell's neighbourhood counts in its likelihood (spatial models;
         #: set by the training plan).
         self.neighbour_weight = 0.0
+        #: Learned neighbourhood prior of a spatial model (set by the training plan; used
+        #: only while its ``active`` flag is on, i.e. inside the plan's loss).
+        self.neighbourhood_prior = None
         self.weighting = build_weighting(
             config.aggregation_type, config.weight_mode, config.n_modalities, k,
             config.n_hidden, config.att_dim,
@@ -310,10 +313,7 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         blocks = self.observed_blocks(x)
         with self.cell_plate(x):
             with poutine.scale(scale=beta_kl):
-                prior = dist.Normal(self.theta_prior_mu, self.theta_prior_sigma)
-                z = pyro.sample(
-                    "log_cell_topic_dist", prior.expand([batch, cfg.n_topics]).to_event(1)
-                )
+                z = pyro.sample("log_cell_topic_dist", self.cell_prior(ind, batch))
             theta = torch.softmax(z, dim=-1)
             frequencies = []
             for m in range(cfg.n_modalities):
@@ -332,6 +332,15 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         if cfg.topic_variance_weight > 0 and batch >= 2:
             variance = theta.var(0, unbiased=False).sum()
             pyro.factor("topic_variance_bonus", cfg.topic_variance_weight * variance)
+
+    def cell_prior(self, ind, batch: int) -> dist.Distribution:
+        """Prior of the batch's ``z_n``: the contract's, or the learned neighbourhood prior."""
+        prior = self.neighbourhood_prior
+        if prior is not None and prior.active and ind is not None:
+            loc = prior.loc(ind, self.theta_prior_mu.device)
+            return dist.Normal(loc, self.theta_prior_sigma.expand_as(loc)).to_event(1)
+        plain = dist.Normal(self.theta_prior_mu, self.theta_prior_sigma)
+        return plain.expand([batch, self.config.n_topics]).to_event(1)
 
     def neighbourhood_likelihood(self, ind, theta, globals_, cat, cont, frequencies) -> None:
         """Spatial smoothing of the posterior: cell n's θ also explains its neighbours.
@@ -371,6 +380,9 @@ class MultimodalLDAModule(PyroBaseModuleClass):
                 g.sample(guide=True)
         with self.cell_plate(x):
             enc = self.encode(x, cat, cont, extra, ind)
+            prior = self.neighbourhood_prior
+            if prior is not None and prior.active and ind is not None:
+                prior.record(ind, enc.mean, enc.var)
             with poutine.scale(scale=beta_kl):
                 z = pyro.sample(
                     "log_cell_topic_dist", dist.Normal(enc.mean, enc.var.sqrt()).to_event(1)
