@@ -47,7 +47,11 @@ def plot_sweep(sweep: TopicSweep) -> Figure:
         _curve(stab, frame, "stability_min", label="worst topic", linestyle="--")
         stab.axhline(sweep.stability_threshold, color="grey", linewidth=0.8, linestyle=":")
         stab.set_ylabel("stability across seeds\n(matched topic correlation)")
-        stab.legend(fontsize="small")
+        if stab.get_legend_handles_labels()[0]:
+            stab.legend(fontsize="small")
+        else:
+            stab.text(0.5, 0.5, "one seed per K:\nstability not measured",
+                      ha="center", va="center", transform=stab.transAxes)
         _curve(div, frame, "diversity", label="diversity (unique top features)")
         _curve(div, frame, "topics_used", label="topics used (θ > 0.5 somewhere)")
         div.set_ylabel("fraction")
