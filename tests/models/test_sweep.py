@@ -195,3 +195,19 @@ def test_worker_processes_give_the_same_fits(tissue):
     model = parallel.best_model(4)
     assert model.n_topics == 4 and model.is_trained_
     assert set(model.adata.obs_names) == set(parallel.fit_cells)
+
+
+def test_holdout_split_is_seeded_and_dicts_keep_their_own_cells(tissue):
+    from napari_topomics.models._sweep_data import cell_names, holdout_split, subset_cells
+
+    names = cell_names(tissue)
+    fit, held = holdout_split(names, 0.2, seed=0)
+    again_fit, again_held = holdout_split(names, 0.2, seed=0)
+    assert list(held) == list(again_held) and list(fit) == list(again_fit)
+    assert set(holdout_split(names, 0.2, seed=1)[1]) != set(held)
+    # a dict whose protein modality lacks 50 cells: each modality keeps its own share
+    data = {"rna": tissue.mod["rna"], "protein": tissue.mod["protein"][50:]}
+    assert list(cell_names(data)) == list(tissue.mod["rna"].obs_names)
+    part = subset_cells(data, held)
+    assert set(part["rna"].obs_names) == set(held)
+    assert set(part["protein"].obs_names) == set(held) - set(tissue.mod["rna"].obs_names[:50])
