@@ -100,8 +100,8 @@ class TopicSweep:
         real ones differently on every restart and the stability falls; up to it the
         topics are the same ones each time. If no K reaches the threshold, the K with the
         highest stability. The held-out perplexity is reported beside it but does not
-        decide: on the simulator family it moves by less than 0.1 % between K and keeps
-        falling past the true K, within the spread of the restarts. ``None`` when no K has
+        decide: on the simulator family it moves by 0.1-1 % between K, within the spread
+        of the restarts, with its minimum anywhere up to past the true K. ``None`` when no K has
         two finished restarts (stability needs ``seeds >= 2``).
         """
         if self.frame.empty:
