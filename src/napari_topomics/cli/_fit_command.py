@@ -63,14 +63,51 @@ def print_summary(results, n_show: int = 5) -> None:
     print(f"\n{coherence_line(results)}")
 
 
+def choose_topics(sdata, path: Path, config: FitConfig, n_topics: list[int], args) -> int | None:
+    """``--topics auto``: sweep ``n_topics``, report it, and return the recommended K.
+
+    The sweep's table and figure go to ``<--report>/sweep`` (or ``./<store>_sweep``).
+    ``None`` when the sweep was stopped (nothing is fitted or written then).
+    """
+    from ..workflow import sweep_tissue
+    from ._sweep_command import SweepProgressBar, report_sweep
+
+    label = f"sweeping K {n_topics[0]}..{n_topics[-1]} x {args.seeds} seeds"
+    bar = SweepProgressBar(label, disable=args.quiet)
+    with stop_on_interrupt(StopRequest()) as request:
+        try:
+            sweep, _ = sweep_tissue(sdata, config, n_topics, seeds=args.seeds,
+                                    n_jobs=args.jobs, progress=bar, should_stop=request,
+                                    source_label=str(path))
+        finally:
+            bar.close()
+    if sweep.stopped or sweep.recommended is None:
+        why = "stopped on request" if sweep.stopped else "gave no recommendation (--seeds 2)"
+        print(f"The topic sweep {why}; nothing was fitted or written.", file=sys.stderr)
+        return None
+    out = Path(args.report) / "sweep" if args.report else Path.cwd() / f"{path.stem}_sweep"
+    report_sweep(sweep, out)
+    print(f"Fitting the recommended {sweep.recommended} topics on every cell.",
+          file=sys.stderr)
+    return sweep.recommended
+
+
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``fit``; returns the exit status."""
     from ..io._destination import check_run_destination
     from ..io._read import detect_source, read_tissue
     from ..io._store import write_run
 
+    auto = args.topics == "auto"
+    if auto:
+        from ._args import parse_topic_range
+        from ._sweep_command import check_sweep_options
+
+        sweep_range = parse_topic_range(args.sweep_topics, "--sweep-topics")
+        check_sweep_options(args.seeds, args.jobs)
     config = config_from_args(
         args,
+        n_topics=2 if auto else args.topics,
         table=args.table,
         element=args.element,
         coordinate_system=args.coordinate_system,
@@ -93,6 +130,10 @@ def run_fit(args: argparse.Namespace) -> int:
     check_run_destination(store, config.run_name, overwrite=args.overwrite)
     sdata = read_tissue(path)
     print(f"Read {kind} data from {path}.", file=sys.stderr)
+    if auto:
+        config.n_topics = choose_topics(sdata, path, config, sweep_range, args)
+        if config.n_topics is None:
+            return 130
     outcome = train_with_progress(sdata, config, quiet=args.quiet, source_label=str(path))
     if outcome.stopped:
         print("Training stopped on request; nothing was written (the store is unchanged).",

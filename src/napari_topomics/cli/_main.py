@@ -8,16 +8,20 @@ import sys
 
 from ..workflow._device import DEVICE_CHOICES
 from ..workflow._spatial import GRAPH_CHOICES, SPATIAL_MODE_CHOICES
+from ._args import fit_topics
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-def _add_fit_options(parser: argparse.ArgumentParser, *, topics: int, epochs: int) -> None:
+def _add_fit_options(
+    parser: argparse.ArgumentParser, *, topics: int | str, epochs: int, topics_type=int,
+    topics_help: str = "number of topics",
+) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--topics", type=int, default=topics,
-                       help=f"number of topics (default {topics})")
+    model.add_argument("--topics", type=topics_type, default=topics,
+                       help=f"{topics_help} (default {topics})")
     model.add_argument("--epochs", type=int, default=epochs,
                        help=f"training epochs (default {epochs})")
     model.add_argument("--batch-size", type=int, default=128,
@@ -54,20 +58,10 @@ def _add_fit_options(parser: argparse.ArgumentParser, *, topics: int, epochs: in
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="napari-topomics",
-        description="Find topics in spatial multi-omics tissue without a screen.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    fit = sub.add_parser(
-        "fit", help="fit the topic model on a SpatialData store or vendor folder",
-        description="Fit the topic model and write the run into the store (a vendor folder "
-                    "is first converted to a new SpatialData store, see --output).",
-    )
-    fit.add_argument("path", help="SpatialData zarr store, or a vendor folder (Visium, Xenium...)")
-    data = fit.add_argument_group("data")
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path",
+                        help="SpatialData zarr store, or a vendor folder (Visium, Xenium...)")
+    data = parser.add_argument_group("data")
     data.add_argument("--table", help="table to fit (default: the store's only table)")
     data.add_argument("--element", help="spatial element the table annotates, if several")
     data.add_argument("--modalities",
@@ -80,16 +74,65 @@ def build_parser() -> argparse.ArgumentParser:
                       help="take a modality from a layer of the table (repeatable)")
     data.add_argument("--mudata", help="a .h5mu file beside the store holding the modalities")
     data.add_argument("--coordinate-system", help="coordinate system of the cell positions")
-    data.add_argument("--output",
-                      help="store to write into when PATH is a vendor folder "
-                           "(default ./<folder name>.zarr)")
-    _add_fit_options(fit, topics=10, epochs=100)
+
+
+def _add_sweep_options(parser: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    sweep = parser.add_argument_group("topic sweep")
+    if prefix:
+        sweep.add_argument("--sweep-topics", default="4:16:2", metavar="RANGE",
+                           help="numbers of topics --topics auto sweeps: START:END[:STEP] "
+                                "(END included) or a list like 4,6,8 (default 4:16:2)")
+    sweep.add_argument("--seeds", type=int, default=2,
+                       help="restarts per number of topics, from --seed on; the stability "
+                            "needs 2 or more (default 2)")
+    sweep.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="fits run at once in N worker processes, one thread each "
+                            "(default 1: one after another in this process)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-topomics",
+        description="Find topics in spatial multi-omics tissue without a screen.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit", help="fit the topic model on a SpatialData store or vendor folder",
+        description="Fit the topic model and write the run into the store (a vendor folder "
+                    "is first converted to a new SpatialData store, see --output).",
+    )
+    _add_data_options(fit)
+    fit.add_argument("--output",
+                     help="store to write into when PATH is a vendor folder "
+                          "(default ./<folder name>.zarr)")
+    _add_fit_options(fit, topics=10, epochs=100, topics_type=fit_topics,
+                     topics_help="number of topics, or 'auto': sweep --sweep-topics first and "
+                                 "fit the recommended number")
+    _add_sweep_options(fit, prefix="sweep")
     fit.add_argument("--run-name", default="topomics",
                      help="name of the run in the store (default topomics)")
     fit.add_argument("--overwrite", action="store_true",
                      help="replace an existing run of the same name")
     fit.add_argument("--report", metavar="DIR",
                      help="also write the run's report (figures + index) into DIR")
+
+    sweep = sub.add_parser(
+        "sweep", help="fit a range of topic numbers and recommend one",
+        description="Fit every number of topics in --topics with --seeds restarts on the "
+                    "same cells, score each fit on held-out cells (perplexity), across "
+                    "restarts (stability), by topic diversity, topics used and Moran's I, "
+                    "and recommend a number of topics. Writes a table (CSV) and a figure; "
+                    "the store is not changed.",
+    )
+    _add_data_options(sweep)
+    _add_fit_options(sweep, topics="4:16:2", epochs=100, topics_type=str,
+                     topics_help="numbers of topics: START:END[:STEP] (END included) or a "
+                                 "list like 4,6,8")
+    _add_sweep_options(sweep)
+    sweep.add_argument("--out", default=None,
+                       help="folder for sweep.csv, sweep_summary.csv and sweep.png "
+                            "(default ./<store name>_sweep)")
 
     report = sub.add_parser("report", help="write figures and an index page for a run")
     report.add_argument("store", help="SpatialData store holding the run")
@@ -134,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             from ._fit_command import run_fit
 
             return run_fit(args)
+        if args.command == "sweep":
+            from ._sweep_command import run_sweep
+
+            return run_sweep(args)
         if args.command == "report":
             from ._report_command import run_report
 

@@ -1,5 +1,6 @@
-"""User-facing model classes."""
+"""User-facing model classes and the topic sweep."""
 
 from ._model import MultimodalAmortizedLDA
+from ._sweep import TopicSweep, sweep_topics
 
-__all__ = ["MultimodalAmortizedLDA"]
+__all__ = ["MultimodalAmortizedLDA", "TopicSweep", "sweep_topics"]

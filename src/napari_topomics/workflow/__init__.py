@@ -3,14 +3,17 @@
 ``fit_tissue`` reads a tissue, trains the topic model with progress reports and a
 cooperative stop, and returns the run's results; ``resolve_device`` checks a device choice
 against the hardware. Every run measures its topics' spatial coherence over the cell graph
-its options describe; spatial runs also fit on that graph.
+its options describe; spatial runs also fit on that graph. ``sweep_tissue`` fits a range of
+topic numbers and recommends one.
 """
 
 from ._device import DEVICE_CHOICES, Device, available_devices, resolve_device
 from ._fit import FitConfig, FitOutcome, fit_tissue, prepare_tissue
 from ._spatial import GRAPH_CHOICES, SPATIAL_MODE_CHOICES
+from ._sweep import AUTO_TOPICS, sweep_tissue
 
 __all__ = [
+    "AUTO_TOPICS",
     "DEVICE_CHOICES",
     "Device",
     "FitConfig",
@@ -21,4 +24,5 @@ __all__ = [
     "fit_tissue",
     "prepare_tissue",
     "resolve_device",
+    "sweep_tissue",
 ]

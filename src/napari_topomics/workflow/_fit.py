@@ -192,15 +192,8 @@ def fit_tissue(
     tissue = prepare_tissue(source, config, source_label)
     torch.set_num_threads(config.threads or default_threads())
     scvi.settings.seed = config.seed
-    model_kwargs = dict(config.model_kwargs)
-    if config.likelihoods:
-        # one entry per modality; None entries are inferred by the model
-        model_kwargs["likelihoods"] = [config.likelihoods.get(m) for m in tissue.modalities]
     graph = build_cell_graph(tissue.coordinates, config, tissue.coordinate_system)
-    if config.spatial:
-        # on the in-memory model input only (a MuData of copies), never the user's table
-        tissue.data.obsp[MODEL_GRAPH_KEY] = require_graph(graph)
-        model_kwargs.update(spatial_keys=MODEL_GRAPH_KEY, spatial_mode=config.spatial_mode)
+    model_kwargs = model_arguments(tissue, config, graph)
     model = MultimodalAmortizedLDA.from_data(
         tissue.data, n_topics=config.n_topics, **model_kwargs
     )
@@ -232,6 +225,22 @@ def fit_tissue(
         extra_provenance=graph.provenance,
     )
     return FitOutcome(results=results, model=model, tissue=tissue, stopped=monitor.stopped)
+
+
+def model_arguments(tissue: TissueInput, config: FitConfig, graph) -> dict[str, Any]:
+    """The ``from_data`` arguments of a run besides ``n_topics`` (likelihoods, spatial).
+
+    A spatial run puts ``graph`` on the in-memory model input (a MuData of copies), never
+    on the user's table.
+    """
+    model_kwargs = dict(config.model_kwargs)
+    if config.likelihoods:
+        # one entry per modality; None entries are inferred by the model
+        model_kwargs["likelihoods"] = [config.likelihoods.get(m) for m in tissue.modalities]
+    if config.spatial:
+        tissue.data.obsp[MODEL_GRAPH_KEY] = require_graph(graph)
+        model_kwargs.update(spatial_keys=MODEL_GRAPH_KEY, spatial_mode=config.spatial_mode)
+    return model_kwargs
 
 
 def default_threads() -> int:
