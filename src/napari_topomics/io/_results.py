@@ -180,9 +180,14 @@ class TopicResults:
         device: str | None = None,
         spatial_coherence=None,
         extra_provenance: dict | None = None,
+        cells=None,
     ) -> TopicResults:
         """Collect a trained ``MultimodalAmortizedLDA``'s results.
 
+        ``cells``, when given, is the data whose cells the per-cell results describe (set
+        up like the training data, the same features; e.g. every cell of a tissue when the
+        model was fitted on a part of it, as in a topic sweep); by default the model's
+        training cells.
         ``top_features`` uses the model's distinctive ranking
         (``get_top_features_per_topic(..., ranking="distinctive")``) and keeps its score;
         ``n_top`` is capped at each modality's feature count.
@@ -194,7 +199,7 @@ class TopicResults:
 
         parts = collect(
             model, run_name=check_run_name(run_name), n_top=n_top, region=region,
-            source=source, table=table, seed=seed, device=device,
+            source=source, table=table, seed=seed, device=device, cells=cells,
         )
         parts["provenance"].update(extra_provenance or {})
         return cls(

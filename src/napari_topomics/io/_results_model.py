@@ -71,15 +71,20 @@ def model_device(model) -> str:
 
 def collect(
     model, *, run_name: str, n_top: int, region: str | None, source: Any, table: str | None,
-    seed: int | None, device: str | None,
+    seed: int | None, device: str | None, cells: Any = None,
 ) -> dict[str, Any]:
-    """Proportions, weights, top features, ELBO history and provenance of a trained model."""
+    """Proportions, weights, top features, ELBO history and provenance of a trained model.
+
+    ``cells`` (data set up like the training data, e.g. every cell of a tissue the model
+    saw a part of) gives the per-cell results of those cells instead of the training ones.
+    """
     if isinstance(n_top, bool) or not isinstance(n_top, int | np.integer) or n_top < 1:
         raise TopomicsInputError(f"n_top must be a positive integer; got {n_top!r}.")
     if not getattr(model, "is_trained_", False):
         raise TopomicsInputError("The model has not been trained; call model.train(...) first.")
-    proportions = model.get_cell_topic_dist(return_dataframe=True)
-    weights = model.get_modality_weights()
+    query = None if cells is None else model._prepare_query(cells)
+    proportions = model.get_cell_topic_dist(adata=query, return_dataframe=True)
+    weights = model.get_modality_weights(adata=query)
     modalities = [str(m) for m in model.modality_names]
     history = elbo_frame(model.history)
     if seed is None:

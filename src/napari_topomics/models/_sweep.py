@@ -128,14 +128,21 @@ class TopicSweep:
         Of that K's seeds, the one with the lowest held-out perplexity.
         """
         k = self.recommended if n_topics is None else n_topics
-        rows = self.frame[self.frame["K"] == k] if k is not None else self.frame.iloc[:0]
-        if rows.empty:
+        return self._records[(self._k_of(n_topics, k), self.best_seed(n_topics))].get_model()
+
+    def best_seed(self, n_topics: int | None = None) -> int:
+        """The seed of the fit :meth:`best_model` returns for ``n_topics``."""
+        k = self._k_of(n_topics, self.recommended if n_topics is None else n_topics)
+        rows = self.frame[self.frame["K"] == k]
+        return int(rows.sort_values(["perplexity", "seed"]).iloc[0]["seed"])
+
+    def _k_of(self, asked: int | None, k: int | None) -> int:
+        if k is None or self.frame.empty or not (self.frame["K"] == k).any():
             fitted = sorted(self.frame["K"].unique().tolist()) if not self.frame.empty else []
             raise ValueError(
-                f"n_topics={n_topics!r} was not fitted in this sweep; fitted: {fitted}."
+                f"n_topics={asked!r} was not fitted in this sweep; fitted: {fitted}."
             )
-        best = rows.sort_values(["perplexity", "seed"]).iloc[0]
-        return self._records[(int(best["K"]), int(best["seed"]))].get_model()
+        return int(k)
 
     def plot(self):
         """Curves of the sweep's measures against K with the recommended K marked.

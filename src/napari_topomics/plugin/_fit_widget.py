@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from ..io._errors import TopomicsInputError
 from . import _keys as keys
@@ -40,6 +41,7 @@ from ._fit_options import (
 )
 from ._fit_saving import SavingMixin
 from ._save import MODEL_KEY
+from ._sweep_section import SweepSection
 from ._worker import FitJob, JobResult, start_fit_worker, warm_labels_colormap
 
 if TYPE_CHECKING:
@@ -109,6 +111,9 @@ class TopicModelWidget(SavingMixin, QWidget):
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.sweep_section = SweepSection(self)
+        self.choose_topics = QCollapsible("Choose topics")
+        self.choose_topics.addWidget(self.sweep_section)
         buttons = QHBoxLayout()
         for button in (self.run_button, self.stop_button, self.save_button):
             buttons.addWidget(button)
@@ -116,7 +121,8 @@ class TopicModelWidget(SavingMixin, QWidget):
         for part in (self.form, self.status):
             layout.addWidget(part)
         layout.addLayout(buttons)
-        for part in (self.progress_bar, self.readout, self.curve, self.message):
+        for part in (self.progress_bar, self.readout, self.curve, self.message,
+                     self.choose_topics):
             layout.addWidget(part)
         layout.addStretch(1)
 
@@ -252,11 +258,13 @@ class TopicModelWidget(SavingMixin, QWidget):
         values = self.form.values()
         self.problem = run_problem(self.current_layer(), self.source, self.source_error,
                                    values, self.infos, self._ids_check)
-        running = self.job is not None
+        fitting = self.job is not None
+        running = fitting or self.sweep_section.busy
         self.run_button.setEnabled(not running and self.problem is None)
-        self.stop_button.setEnabled(running and not self.job.stop_requested)
+        self.stop_button.setEnabled(fitting and not self.job.stop_requested)
         self.save_button.setEnabled(not running and self.saved is not None)
         self.form.setEnabled(not running)
+        self.sweep_section.update_state(fitting, self.problem)
         if self.problem:
             self.status.setStyleSheet(_PROBLEM_STYLE)
             self.status.setText(self.problem)
@@ -285,7 +293,7 @@ class TopicModelWidget(SavingMixin, QWidget):
         from napari.utils import cancelable_progress
 
         self.update_state()
-        if self.problem is not None or self.job is not None:
+        if self.problem is not None or self.job is not None or self.sweep_section.busy:
             return
         values = self.form.values()
         config = build_config(values, self.source)
@@ -343,23 +351,22 @@ class TopicModelWidget(SavingMixin, QWidget):
             where = f" in epoch {event.epoch + 1} of {event.n_epochs}" if event else ""
             self._say(f"Stopped{where} after {result.elapsed_s:.1f} s; nothing was changed.")
         else:
-            self._paint(result)
+            self.paint_outcome(result.outcome, self._run_layer, self._run_points,
+                               self._run_source, result)
 
-    def _paint(self, result: JobResult) -> None:
+    def paint_outcome(self, outcome, layer, points: bool, source, result: JobResult) -> None:
+        """Paint a finished run's results over ``layer`` and keep it for "Save to store"."""
         from ._result_layers import add_result_layers
 
-        outcome = result.outcome
-        layer = self._run_layer if self._run_layer in self.viewer.layers else None
+        layer = layer if layer in self.viewer.layers else None
         try:
-            layers = add_result_layers(self.viewer, outcome.results, layer,
-                                       points=self._run_points)
+            layers = add_result_layers(self.viewer, outcome.results, layer, points=points)
         except TopomicsInputError as err:
             self._fail(str(err))
             return
         for painted in layers:
             painted.metadata[MODEL_KEY] = outcome.model
-        self.saved = {"results": outcome.results, "model": outcome.model,
-                      "source": self._run_source}
+        self.saved = {"results": outcome.results, "model": outcome.model, "source": source}
         names = ", ".join(repr(ly.name) for ly in layers)
         self._say(f"Done: run {outcome.results.run_name!r}, {outcome.results.n_topics} topics "
                   f"on {len(outcome.results.proportions)} cells in {result.elapsed_s:.1f} s; "

@@ -4,13 +4,14 @@
 cooperative stop, and returns the run's results; ``resolve_device`` checks a device choice
 against the hardware. Every run measures its topics' spatial coherence over the cell graph
 its options describe; spatial runs also fit on that graph. ``sweep_tissue`` fits a range of
-topic numbers and recommends one.
+topic numbers and recommends one; ``sweep_outcome`` makes any of its fits a run on every
+cell without a refit.
 """
 
 from ._device import DEVICE_CHOICES, Device, available_devices, resolve_device
 from ._fit import FitConfig, FitOutcome, fit_tissue, prepare_tissue
 from ._spatial import GRAPH_CHOICES, SPATIAL_MODE_CHOICES
-from ._sweep import AUTO_TOPICS, sweep_tissue
+from ._sweep import AUTO_TOPICS, parse_topic_range, sweep_outcome, sweep_tissue
 
 __all__ = [
     "AUTO_TOPICS",
@@ -24,5 +25,7 @@ __all__ = [
     "fit_tissue",
     "prepare_tissue",
     "resolve_device",
+    "parse_topic_range",
+    "sweep_outcome",
     "sweep_tissue",
 ]

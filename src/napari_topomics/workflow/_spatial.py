@@ -130,8 +130,10 @@ def require_graph(graph: CellGraph) -> sp.csr_matrix:
     return graph.connectivities
 
 
-def measure_coherence(model, graph: CellGraph) -> pd.Series | None:
+def measure_coherence(model, graph: CellGraph, cells=None) -> pd.Series | None:
     """Moran's I of each topic over ``graph`` (None without a graph).
+
+    ``cells``: the data the graph's nodes are (default: the model's training cells).
 
     A graph without edges (a single cell, or a radius smaller than any cell spacing) gives
     NaN for every topic: Moran's I is undefined there.
@@ -141,4 +143,5 @@ def measure_coherence(model, graph: CellGraph) -> pd.Series | None:
     names = [f"topic_{k}" for k in range(int(model.n_topics))]
     if graph.connectivities.nnz == 0:
         return pd.Series(np.full(len(names), np.nan), index=names, name="morans_i")
-    return model.get_spatial_coherence(graph=graph.connectivities)
+    query = None if cells is None else model._prepare_query(cells)
+    return model.get_spatial_coherence(adata=query, graph=graph.connectivities)
