@@ -42,7 +42,7 @@ def test_sweep_prints_a_table_and_writes_csv_and_figure(demo_store, tmp_path, ca
         (["--topics", "1:4"], "--topics"),
         (["--topics", "8:4"], "--topics"),
         (["--topics", "four"], "--topics"),
-        (["--topics", "3:400"], "number of cells"),
+        (["--topics", "3:400"], "--topics: must be smaller than the number of cells"),
         (["--seeds", "0"], "--seeds"),
         (["--jobs", "0"], "--jobs"),
     ],
@@ -102,3 +102,10 @@ def test_ctrl_c_keeps_the_finished_fits(demo_store, tmp_path):
     frame = pd.read_csv(out / "sweep.csv")
     assert 1 <= len(frame) < 4
     assert frame["K"].tolist() == [3, 4, 5][: len(frame)]
+
+
+def test_fit_topics_auto_names_sweep_topics_for_a_range_too_large(demo_store, capsys):
+    assert main(["fit", str(demo_store), "--topics", "auto", "--sweep-topics", "3:5000",
+                 *FAST]) == 2
+    err = error_lines(capsys.readouterr().err)
+    assert len(err) == 1 and "--sweep-topics: must be smaller than the number of cells" in err[0]

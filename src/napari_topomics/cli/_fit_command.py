@@ -70,7 +70,7 @@ def choose_topics(sdata, path: Path, config: FitConfig, n_topics: list[int], arg
     ``None`` when the sweep was stopped (nothing is fitted or written then).
     """
     from ..workflow import sweep_tissue
-    from ._sweep_command import SweepProgressBar, report_sweep
+    from ._sweep_command import SweepProgressBar, range_error, report_sweep
 
     label = f"sweeping K {n_topics[0]}..{n_topics[-1]} x {args.seeds} seeds"
     bar = SweepProgressBar(label, disable=args.quiet)
@@ -79,6 +79,8 @@ def choose_topics(sdata, path: Path, config: FitConfig, n_topics: list[int], arg
             sweep, _ = sweep_tissue(sdata, config, n_topics, seeds=args.seeds,
                                     n_jobs=args.jobs, progress=bar, should_stop=request,
                                     source_label=str(path))
+        except ValueError as err:
+            raise range_error(err, "--sweep-topics") from None
         finally:
             bar.close()
     if sweep.stopped or sweep.recommended is None:

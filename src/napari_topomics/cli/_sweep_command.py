@@ -56,10 +56,22 @@ def check_sweep_options(seeds: int, jobs: int) -> None:
         raise TopomicsInputError(f"--jobs must be at least 1 worker process, got {jobs}.")
 
 
+def range_error(err: ValueError, option: str) -> ValueError:
+    """The sweep's ``n_topics=...`` complaint (a K too large for the cells) as ``option``'s."""
+    text = str(err)
+    if text.startswith("n_topics "):
+        return TopomicsInputError(f"{option}: {text.removeprefix('n_topics ')}")
+    return err
+
+
 def sweep_with_progress(
-    path: Path, config: FitConfig, n_topics: list[int], *, seeds: int, jobs: int, quiet: bool
+    path: Path, config: FitConfig, n_topics: list[int], *, seeds: int, jobs: int, quiet: bool,
+    option: str = "--topics",
 ) -> TopicSweep:
-    """Run the sweep with a progress bar; the first Ctrl-C stops, keeping finished fits."""
+    """Run the sweep with a progress bar; the first Ctrl-C stops, keeping finished fits.
+
+    A range the data cannot take raises ``TopomicsInputError`` naming ``option``.
+    """
     from ..workflow import sweep_tissue
 
     label = f"sweeping K {n_topics[0]}..{n_topics[-1]} x {seeds} seeds"
@@ -68,6 +80,8 @@ def sweep_with_progress(
         try:
             sweep, _ = sweep_tissue(path, config, n_topics, seeds=seeds, n_jobs=jobs,
                                     progress=bar, should_stop=request, source_label=str(path))
+        except ValueError as err:
+            raise range_error(err, option) from None
         finally:
             bar.close()
     return sweep
