@@ -127,3 +127,30 @@ def test_bad_range_is_refused_naming_the_box(viewer, tmp_path, text, needle):
     assert widget.run_button.isEnabled()  # the fit itself is unaffected
     section.start()
     assert not section.busy
+
+
+def test_choose_topics_screenshot(make_napari_viewer, qtbot, tmp_path):
+    """The section after a sweep, in a shown viewer (``TOPOMICS_SCREENSHOTS=1``: a larger
+    tissue and sweep, written to ``docs/images/plugin_choose_topics.png``)."""
+    import os
+    from pathlib import Path
+
+    for_docs = os.environ.get("TOPOMICS_SCREENSHOTS") == "1"
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 1100)
+    add_tissue(viewer, demo_sdata(n_cells=1500 if for_docs else 120))
+    widget = make_widget(viewer, tmp_path / "v.json")
+    quick(widget, epochs=60 if for_docs else 3, topics=10, batch_size=128)
+    section = widget.sweep_section
+    widget.choose_topics.expand(animate=False)
+    section.topics.setText("3:9" if for_docs else "2:3")
+    section.processes.setValue(2 if for_docs else 1)
+    section.start()
+    _wait(qtbot, section, timeout=1800 if for_docs else 90)
+    assert section.run is not None and not section.run.stopped
+    qtbot.wait(300)
+    docs = Path(__file__).resolve().parents[2] / "docs" / "images"
+    target = docs / "plugin_choose_topics.png" if for_docs else tmp_path / "choose.png"
+    image = widget.grab().toImage()
+    assert image.save(str(target)) and target.stat().st_size > 10_000
+    assert widget.form.n_topics.value() == section.run.sweep.recommended
