@@ -187,7 +187,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         # and batch statistics.
         self.module.train()
         self.module.current_kl_weight = self.kl_weight
-        self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True)
+        self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True, sync_dist=self._sync)
 
     # ------------------------------------------------------------------ steps
     def _loss(self, batch) -> torch.Tensor:
@@ -235,7 +235,8 @@ class TopicTrainingPlan(PyroTrainingPlan):
         prior = self.module.neighbourhood_prior
         if prior is not None:
             prior.refit()
-            self.log("neighbourhood_rho", prior.rho, on_step=False, on_epoch=True)
+            self.log("neighbourhood_rho", prior.rho, on_step=False, on_epoch=True,
+                     sync_dist=self._sync)
         mean = self._epoch_mean("train")
         if mean is not None:
             self.log("elbo_train", mean / self._n_per_cell(), prog_bar=True,
