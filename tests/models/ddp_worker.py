@@ -40,10 +40,11 @@ def build(mode: str, n_cells: int):
     mdata, truth = simulated(n_cells)
     data = {m: mdata.mod[m] for m in MODALITIES}
     kwargs: dict = {"n_topics": 4, "n_hidden": 32, "likelihoods": LIKELIHOODS}
-    if mode == "covariates":
+    parts = set(mode.split("+"))  # e.g. "gcn+covariates"
+    if "covariates" in parts:
         kwargs["categorical_covariate_keys"] = ["batch"]
-    if mode in ("gcn", "sgc"):
-        kwargs.update(spatial_keys="spatial", spatial_mode=mode)
+    for spatial in parts & {"gcn", "sgc"}:
+        kwargs.update(spatial_keys="spatial", spatial_mode=spatial)
     model = MultimodalAmortizedLDA.from_data(data, **kwargs)
     return model, truth
 
@@ -62,6 +63,23 @@ class FailAt:
         return _Fail()
 
 
+class SeenCells:
+    """Lightning callback recording the cell indices of every first-epoch batch."""
+
+    def __new__(cls):
+        from lightning.pytorch import Callback
+        from scvi import REGISTRY_KEYS
+
+        class _Seen(Callback):
+            cells: list = []
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                if trainer.current_epoch == 0:
+                    self.cells.append(batch[REGISTRY_KEYS.INDICES_KEY].reshape(-1).numpy())
+
+        return _Seen()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -70,6 +88,7 @@ def main() -> int:
     parser.add_argument("--mode", default="plain")
     parser.add_argument("--cells", type=int, default=600)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=64, help="cells per rank and step")
     parser.add_argument("--fail-rank", type=int, default=-1)
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
@@ -85,11 +104,13 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, truth = build(args.mode, args.cells)
-    train: dict = {"max_epochs": args.epochs, "batch_size": 64, "enable_progress_bar": False,
-                   "enable_model_summary": False, "enable_checkpointing": False,
-                   "accelerator": "cpu"}
+    train: dict = {"max_epochs": args.epochs, "batch_size": args.batch_size,
+                   "enable_progress_bar": False, "enable_model_summary": False,
+                   "enable_checkpointing": False, "accelerator": "cpu"}
+    seen = SeenCells()
+    train["callbacks"] = [seen]
     if args.fail_rank >= 0:
-        train["callbacks"] = [FailAt(args.fail_rank)]
+        train["callbacks"].append(FailAt(args.fail_rank))
     if args.devices * args.num_nodes > 1:
         train.update(strategy="ddp", devices=args.devices, num_nodes=args.num_nodes,
                      distributed_timeout=args.timeout)
@@ -103,7 +124,8 @@ def main() -> int:
     params = torch.cat([v.detach().float().reshape(-1).cpu()
                         for v in model.module.state_dict().values()]).numpy()
     np.savez(out / f"rank{rank}.npz", params=params, theta=model.get_cell_topic_dist(),
-             true_theta=truth.theta, world=model.trainer.world_size)
+             true_theta=truth.theta, world=model.trainer.world_size,
+             seen=np.concatenate(seen.cells), train_indices=model.train_indices)
     if rank == 0:
         model.save(out / "model", overwrite=True)
         history = {k: v.iloc[:, 0] for k, v in model.history.items()}
