@@ -50,14 +50,18 @@ def build(mode: str, n_cells: int):
 
 
 class FailAt:
-    """Lightning callback raising on one rank at the start of its second epoch."""
+    """Lightning callback raising (or hanging) on one rank at the start of its 2nd epoch."""
 
-    def __new__(cls, rank: int):
+    def __new__(cls, rank: int, hang: bool = False):
         from lightning.pytorch import Callback
 
         class _Fail(Callback):
             def on_train_epoch_start(self, trainer, pl_module):
                 if trainer.global_rank == rank and trainer.current_epoch == 1:
+                    if hang:
+                        import time
+
+                        time.sleep(3600)
                     raise RuntimeError(f"planted failure on rank {rank}")
 
         return _Fail()
@@ -90,6 +94,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64, help="cells per rank and step")
     parser.add_argument("--fail-rank", type=int, default=-1)
+    parser.add_argument("--hang", action="store_true", help="the failing rank hangs instead")
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -110,7 +115,7 @@ def main() -> int:
     seen = SeenCells()
     train["callbacks"] = [seen]
     if args.fail_rank >= 0:
-        train["callbacks"].append(FailAt(args.fail_rank))
+        train["callbacks"].append(FailAt(args.fail_rank, args.hang))
     if args.devices * args.num_nodes > 1:
         train.update(strategy="ddp", devices=args.devices, num_nodes=args.num_nodes,
                      distributed_timeout=args.timeout)

@@ -127,6 +127,32 @@ def test_failing_rank_fails_the_whole_fit_with_one_error_in_bounded_time(tmp_pat
     assert not (tmp_path / "model").exists()
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="ignore"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftovers")
+def test_hanging_rank_fails_the_fit_after_the_timeout_and_leaves_no_process(tmp_path):
+    start = time.perf_counter()
+    done = run_worker(tmp_path, "--devices", "2", "--fail-rank", "1", "--hang",
+                      "--epochs", "3", "--cells", "300", "--timeout", "30")
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 3, done.stderr[-3000:]
+    kind, message = (tmp_path / "error_rank0.txt").read_text().split("\n", 1)
+    assert kind == "DistributedTrainingError" and "another rank" in message
+    assert elapsed < 150
+    time.sleep(1)
+    assert not _processes_mentioning(str(tmp_path)), "a rank outlived the failed fit"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "option"),
     [

@@ -158,6 +158,21 @@ def trainer_arguments(settings: DistributedSettings, accelerator: str) -> dict:
     }
 
 
+def stop_local_ranks(strategy) -> None:
+    """Kill the local ranks this process started (Lightning's launcher), if any are left.
+
+    Lightning does not stop them when the fit fails; a rank stuck outside a collective
+    would otherwise outlive the failed fit.
+    """
+    import signal
+
+    launcher = getattr(strategy, "launcher", None)
+    for proc in getattr(launcher, "procs", None) or []:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
 def launch_rank() -> int:
     """Global rank of this process as its launcher set it (0 when not launched so).
 

@@ -26,7 +26,7 @@ from ._constructor import (
     registered_anndata,
     resolve_likelihoods,
 )
-from ._distributed import failure, parse_distributed, trainer_arguments
+from ._distributed import failure, parse_distributed, stop_local_ranks, trainer_arguments
 from ._graph_source import graph_source_for
 from ._heap import retained_heap
 from ._legacy import LegacyInputMixin
@@ -384,6 +384,7 @@ class MultimodalAmortizedLDA(
         except KeyboardInterrupt:
             raise
         except Exception as err:
+            stop_local_ranks(kwargs["strategy"])
             raise failure(err, settings) from err
         # scvi moves the trained model to the first listed device; each rank keeps its own
         self.to_device(self.trainer.strategy.root_device)
