@@ -139,6 +139,7 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # waits out the 30 s timeout
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to look for leftovers")
 def test_hanging_rank_fails_the_fit_after_the_timeout_and_leaves_no_process(tmp_path):
     start = time.perf_counter()
