@@ -59,3 +59,23 @@ def test_two_device_fit_writes_a_run_that_reads_back_like_any_other(demo_store):
     assert (demo_store / "topomics_models" / "ddp" / "model.pt").is_file()
     names = [kwargs.get("name", "") for _, kwargs, _ in read_layers(demo_store)]
     assert any("ddp" in n for n in names) and any("single" in n for n in names), names
+
+
+def test_a_failed_distributed_fit_is_one_error_line_and_exit_status_1(
+    demo_store, capsys, monkeypatch
+):
+    from napari_topomics.cli import _fit_command
+    from napari_topomics.models import DistributedTrainingError
+
+    def fail(*args, **kwargs):
+        raise DistributedTrainingError(
+            "Distributed training (2 processes: devices=2, num_nodes=1) failed on rank 0: "
+            "another rank failed or stopped answering\nsecond line"
+        )
+
+    monkeypatch.setattr(_fit_command, "train_with_progress", fail)
+    before = tree_hashes(demo_store)
+    assert main(["fit", str(demo_store), *FAST, "--devices", "2"]) == 1
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "failed on rank 0" in lines[0], lines
+    assert tree_hashes(demo_store) == before
