@@ -25,6 +25,7 @@ LAUNCH_VARS = ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "M
         (["--strategy", "fsdp"], "strategy"),
         (["--num-nodes", "0"], "num_nodes"),
         (["--devices", "2", "--distributed-timeout", "-5"], "distributed_timeout"),
+        (["--devices", "2", "--topics", "auto"], "--topics auto"),
     ],
 )
 def test_bad_distributed_values_one_error_line_and_store_unchanged(

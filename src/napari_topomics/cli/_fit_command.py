@@ -124,6 +124,14 @@ def run_fit(args: argparse.Namespace) -> int:
         run_name=args.run_name,
     )
     config.validate()
+    if auto and config.distributed_kwargs():
+        from ..io._errors import TopomicsInputError
+
+        # every rank re-runs this command: the sweep would run once per process
+        raise TopomicsInputError(
+            "--topics auto cannot be combined with --devices/--num-nodes above 1: run "
+            "'napari-topomics sweep' first, then fit the chosen --topics with --devices."
+        )
     path = Path(args.path)
     kind = detect_source(path)
     if kind == "spatialdata":
