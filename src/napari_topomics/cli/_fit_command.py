@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..io._results_spatial import coherence_line
+from ..models._distributed import is_global_zero
 from ..workflow import FitConfig
 from ._args import parse_modalities, parse_pairs
 from ._progress_bar import ProgressBar, StopRequest, stop_on_interrupt
@@ -29,6 +30,9 @@ def config_from_args(args: argparse.Namespace, **overrides) -> FitConfig:
         threads=args.threads,
         n_top=args.top,
     )
+    for name in ("devices", "strategy", "num_nodes", "distributed_timeout"):
+        if hasattr(args, name):  # fit only (not sweep or demo)
+            values[name] = getattr(args, name)
     values.update(overrides)
     return FitConfig(**values)
 
@@ -120,6 +124,14 @@ def run_fit(args: argparse.Namespace) -> int:
         run_name=args.run_name,
     )
     config.validate()
+    if auto and config.distributed_kwargs():
+        from ..io._errors import TopomicsInputError
+
+        # every rank re-runs this command: the sweep would run once per process
+        raise TopomicsInputError(
+            "--topics auto cannot be combined with --devices/--num-nodes above 1: run "
+            "'napari-topomics sweep' first, then fit the chosen --topics with --devices."
+        )
     path = Path(args.path)
     kind = detect_source(path)
     if kind == "spatialdata":
@@ -136,7 +148,11 @@ def run_fit(args: argparse.Namespace) -> int:
         config.n_topics = choose_topics(sdata, path, config, sweep_range, args)
         if config.n_topics is None:
             return 130
-    outcome = train_with_progress(sdata, config, quiet=args.quiet, source_label=str(path))
+    follower = bool(config.distributed_kwargs()) and not is_global_zero()
+    outcome = train_with_progress(sdata, config, quiet=args.quiet or follower,
+                                  source_label=str(path))
+    if follower:  # another process of a distributed fit: rank 0 writes the run
+        return 0
     if outcome.stopped:
         print("Training stopped on request; nothing was written (the store is unchanged).",
               file=sys.stderr)

@@ -11,6 +11,7 @@ from ..workflow._spatial import GRAPH_CHOICES, SPATIAL_MODE_CHOICES
 from ._args import fit_topics
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -56,6 +57,22 @@ def _add_fit_options(
     run.add_argument("--top", type=int, default=20,
                      help="top features kept per topic and modality (default 20)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_distributed_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("distributed training (docs/distributed.md)")
+    group.add_argument("--devices", default=1, metavar="N",
+                       help="training processes per node: CPU processes (gloo) or GPUs "
+                            "(NCCL); N > 1 trains with DDP (default 1)")
+    group.add_argument("--strategy", default="auto", metavar="NAME",
+                       help="auto (DDP when --devices or --num-nodes > 1) or ddp "
+                            "(default auto)")
+    group.add_argument("--num-nodes", default=1, metavar="M",
+                       help="machines taking part, each running this command with its "
+                            "NODE_RANK (default 1)")
+    group.add_argument("--distributed-timeout", default=600.0, type=float, metavar="S",
+                       help="seconds a process waits for the others before the fit fails "
+                            "(default 600)")
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace an existing run of the same name")
     fit.add_argument("--report", metavar="DIR",
                      help="also write the run's report (figures + index) into DIR")
+    _add_distributed_options(fit)
 
     sweep = sub.add_parser(
         "sweep", help="fit a range of topic numbers and recommend one",
@@ -201,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-topomics {args.command}: aborted; nothing was written.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RuntimeError as error:
+        from ..models._distributed import DistributedTrainingError
+
+        if not isinstance(error, DistributedTrainingError) or os.environ.get("TOPOMICS_DEBUG"):
+            raise
+        print(f"napari-topomics {args.command}: error: {error}".splitlines()[0], file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

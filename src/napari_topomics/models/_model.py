@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 from anndata import AnnData
@@ -25,6 +26,7 @@ from ._constructor import (
     registered_anndata,
     resolve_likelihoods,
 )
+from ._distributed import failure, parse_distributed, stop_local_ranks, trainer_arguments
 from ._graph_source import graph_source_for
 from ._heap import retained_heap
 from ._legacy import LegacyInputMixin
@@ -316,7 +318,18 @@ class MultimodalAmortizedLDA(
         (default: the first training starts each topic's ``q(β)`` mean from the profile of
         one k-means cluster of the cells, registered categorical covariates divided out) or
         ``"zero"`` (the all-zero start of spec §3.8).
+
+        ``strategy="ddp"``, ``devices=N`` and ``num_nodes=M`` train on ``N × M`` processes
+        with Lightning's DDP (gloo on CPU, NCCL on GPU; ``distributed_timeout`` seconds,
+        default 600, bound every wait for another rank). Every rank ends with the same
+        parameters; a failure anywhere raises :class:`DistributedTrainingError`. See
+        ``docs/distributed.md``.
         """
+        distributed = parse_distributed(
+            kwargs.pop("strategy", None), kwargs.pop("devices", None),
+            kwargs.pop("num_nodes", None), kwargs.pop("distributed_timeout", None),
+            kwargs.get("accelerator", args[1] if len(args) > 1 else "auto"),
+        )
         names = [
             "max_epochs", "accelerator", "device", "train_size", "validation_size",
             "shuffle_set_split", "batch_size", "early_stopping", "lr", "training_plan",
@@ -349,11 +362,33 @@ class MultimodalAmortizedLDA(
         if has_validation:
             kwargs.setdefault("check_val_every_n_epoch", 1)
         kwargs.setdefault("batch_size", 128)
+        if distributed is not None:
+            kwargs.update(trainer_arguments(distributed, kwargs.get("accelerator", "auto")))
+            splitter = dict(kwargs.get("datasplitter_kwargs") or {})
+            splitter["distributed_sampler"] = True
+            kwargs["datasplitter_kwargs"] = splitter
+            kwargs.setdefault("use_distributed_sampler", False)
         # freed step tensors are reused instead of faulted in afresh (see _heap)
         with retained_heap():
             if topic_init == "kmeans" and not self.is_trained_:
                 start_topics_from_clusters(self)
-            return self._run_training(**kwargs)
+            if distributed is None:
+                return self._run_training(**kwargs)
+            return self._run_distributed(distributed, kwargs)
+
+    def _run_distributed(self, settings, kwargs):
+        """Train under DDP; any rank's failure becomes one ``DistributedTrainingError``."""
+        os.environ["_TOPOMICS_DEVICES"] = str(settings.devices)
+        try:
+            out = self._run_training(**kwargs)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:
+            stop_local_ranks(kwargs["strategy"])
+            raise failure(err, settings) from err
+        # scvi moves the trained model to the first listed device; each rank keeps its own
+        self.to_device(self.trainer.strategy.root_device)
+        return out
 
     def _run_training(self, **kwargs):
         self._metric_cache.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pyro
 import torch
 from scvi.train import PyroTrainingPlan
@@ -170,6 +171,10 @@ class TopicTrainingPlan(PyroTrainingPlan):
 
     def on_train_start(self):
         module = self.module
+        source = getattr(module, "graph_source", None)
+        if source is not None and self.trainer.world_size > 1:
+            # each rank samples its own seeds' neighbourhoods with its own stream
+            source.rng = np.random.default_rng([source.seed, self.trainer.global_rank])
         module.neighbourhood_prior = None
         if self.use_neighbourhood_prior and module.config.spatial:
             source = module.graph_source
@@ -182,7 +187,7 @@ class TopicTrainingPlan(PyroTrainingPlan):
         # and batch statistics.
         self.module.train()
         self.module.current_kl_weight = self.kl_weight
-        self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True)
+        self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True, sync_dist=self._sync)
 
     # ------------------------------------------------------------------ steps
     def _loss(self, batch) -> torch.Tensor:
@@ -230,22 +235,29 @@ class TopicTrainingPlan(PyroTrainingPlan):
         prior = self.module.neighbourhood_prior
         if prior is not None:
             prior.refit()
-            self.log("neighbourhood_rho", prior.rho, on_step=False, on_epoch=True)
+            self.log("neighbourhood_rho", prior.rho, on_step=False, on_epoch=True,
+                     sync_dist=self._sync)
         mean = self._epoch_mean("train")
         if mean is not None:
-            self.log("elbo_train", mean / self._n_per_cell(), prog_bar=True)
+            self.log("elbo_train", mean / self._n_per_cell(), prog_bar=True,
+                     sync_dist=self._sync)
 
     def on_validation_epoch_end(self):
         mean = self._epoch_mean("validation")
         if mean is None:
             return
         per_cell = mean / self._n_per_cell()
-        self.log("elbo_validation", per_cell, prog_bar=True)
-        self.log("elbo_val", per_cell)
+        self.log("elbo_validation", per_cell, prog_bar=True, sync_dist=self._sync)
+        self.log("elbo_val", per_cell, sync_dist=self._sync)
         for key, name in (("entropy", "entropy_mean_val"), ("variance", "topic_variance_mean_val")):
             value = self._epoch_mean(key)
             if value is not None:
-                self.log(name, value)
+                self.log(name, value, sync_dist=self._sync)
+
+    @property
+    def _sync(self) -> bool:
+        """Average epoch metrics over the ranks of a distributed fit (issue 18)."""
+        return self._trainer is not None and self.trainer.world_size > 1
 
     def _n_per_cell(self) -> float:
         return float(self.module.n_obs or 1)

@@ -57,6 +57,10 @@ class FitConfig:
     device, seed, threads
         ``"auto"``/``"cpu"``/``"cuda"``/``"mps"``; random seed; torch CPU threads (None:
         :func:`default_threads`).
+    devices, strategy, num_nodes, distributed_timeout
+        Distributed training (``docs/distributed.md``): processes per node, ``"auto"``
+        (DDP when more than one process) or ``"ddp"``, machines, and the seconds a process
+        waits for the others before the fit fails.
     run_name, n_top
         Name of the run in the store; top features kept per topic and modality.
     model_kwargs
@@ -82,6 +86,10 @@ class FitConfig:
     device: str = "auto"
     seed: int = 0
     threads: int | None = None
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int | str = 1
+    distributed_timeout: float | None = None
     run_name: str = "topomics"
     n_top: int = 20
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -97,10 +105,32 @@ class FitConfig:
         if self.threads is not None and self.threads < 1:
             raise TopomicsInputError(f"threads must be at least 1, got {self.threads}.")
         check_graph_options(self.spatial_mode, self.graph, self.n_neighbors, self.radius)
-        resolve_device(self.device)
+        device = resolve_device(self.device)
+        self.distributed_settings(device.accelerator)
         from ..io._results import check_run_name
 
         check_run_name(self.run_name)
+
+    def distributed_settings(self, accelerator: str = "auto"):
+        """The checked multi-process options (None for one process).
+
+        Raises
+        ------
+        DistributedOptionError
+            A ``ValueError`` naming ``devices``, ``strategy``, ``num_nodes`` or
+            ``distributed_timeout``.
+        """
+        from ..models._distributed import parse_distributed
+
+        return parse_distributed(self.strategy, self.devices, self.num_nodes,
+                                 self.distributed_timeout, accelerator)
+
+    def distributed_kwargs(self) -> dict:
+        """``model.train`` arguments of the multi-process options (empty for one process)."""
+        if self.distributed_settings(resolve_device(self.device).accelerator) is None:
+            return {}
+        return {"strategy": self.strategy, "devices": self.devices,
+                "num_nodes": self.num_nodes, "distributed_timeout": self.distributed_timeout}
 
 
 @dataclass
@@ -110,7 +140,8 @@ class FitOutcome:
     Attributes
     ----------
     results
-        The run's :class:`~napari_topomics.io.TopicResults`.
+        The run's :class:`~napari_topomics.io.TopicResults`; None in the processes of a
+        distributed fit other than rank 0 (which summarises and writes the run).
     model
         The trained model.
     tissue
@@ -119,7 +150,7 @@ class FitOutcome:
         True when training was stopped on request before the last epoch.
     """
 
-    results: TopicResults
+    results: TopicResults | None
     model: MultimodalAmortizedLDA
     tissue: TissueInput
     stopped: bool
@@ -185,6 +216,7 @@ def fit_tissue(
 
     from ..io._results import TopicResults
     from ..models import MultimodalAmortizedLDA
+    from ..models._distributed import is_global_zero
     from ._progress import TrainingMonitor
 
     config.validate()
@@ -207,7 +239,10 @@ def fit_tissue(
         enable_model_summary=False,
         enable_checkpointing=False,
         **device.train_kwargs(),
+        **config.distributed_kwargs(),
     )
+    if config.distributed_kwargs() and not is_global_zero():
+        return FitOutcome(results=None, model=model, tissue=tissue, stopped=monitor.stopped)
     results = TopicResults.from_model(
         model,
         run_name=config.run_name,
