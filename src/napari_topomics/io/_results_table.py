@@ -97,6 +97,13 @@ def results_to_table(r: TopicResults) -> AnnData:
     return table
 
 
+def _obs_index(names: pd.Index) -> pd.Index:
+    """The obs names as an object-string index (no per-cell conversion when already so)."""
+    if names.dtype == object and pd.api.types.infer_dtype(names, skipna=False) == "string":
+        return pd.Index(names, dtype=object, copy=False)
+    return pd.Index([str(v) for v in names], dtype=object)
+
+
 def _need(mapping, key: str, where: str):
     if key not in mapping:
         raise TopomicsInputError(
@@ -164,7 +171,7 @@ def table_to_fields(table: Any, run_name: str | None) -> dict[str, Any]:
         )
     topics = [str(t) for t in _need(uns, "topic_names", f"uns[{UNS_KEY!r}]")]
     mods = [str(m) for m in _need(uns, "modalities", f"uns[{UNS_KEY!r}]")]
-    index = pd.Index([str(v) for v in table.obs_names], dtype=object)
+    index = _obs_index(table.obs_names)
     props = table.obsm[PROPORTIONS_KEY] if PROPORTIONS_KEY in table.obsm else table.X
     weights = _need(table.obsm, WEIGHTS_KEY, "obsm")
     top = _need(uns, "top_features", f"uns[{UNS_KEY!r}]")

@@ -95,13 +95,16 @@ class CellReadoutWidget(QWidget, ResultsFollower):
             return None
         props = results.proportions.iloc[row]
         weights = results.modality_weights.iloc[row]
+        p = props.to_numpy(np.float64)  # this cell only: O(K), not O(cells), per click
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -float(np.where(p > 0, p * np.log(p), 0.0).sum())
         self.cell = {
             "instance_id": instance_id,
             "obs_name": str(results.proportions.index[row]),
             "proportions": {str(k): float(v) for k, v in props.items()},
             "modality_weights": {str(k): float(v) for k, v in weights.items()},
-            "dominant_topic": str(results.dominant_topic.iloc[row]),
-            "topic_entropy": float(results.topic_entropy.iloc[row]),
+            "dominant_topic": results.topic_names[int(np.argmax(p))],
+            "topic_entropy": entropy,
         }
         self._draw(self.cell, results.n_topics)
         return self.cell

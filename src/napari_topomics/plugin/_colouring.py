@@ -207,12 +207,47 @@ def labels_colormap(results: TopicResults, colouring: Colouring) -> LutLabelColo
     return LutLabelColormap.from_codes(ids, colouring.codes, colouring.palette)
 
 
+_ROW_LOOKUPS: dict[int, tuple[str, np.ndarray]] = {}
+
+
+def _row_lookup(results: TopicResults) -> tuple[str, np.ndarray]:
+    """(kind, table) finding rows by id: ``"dense"`` id → row, else ``"sorted"`` ids.
+
+    Built once per run (kept until the run object is garbage collected), so reading one
+    clicked cell of 10⁶ never rebuilds an index of all ids.
+    """
+    key = id(results)
+    if key not in _ROW_LOOKUPS:
+        import weakref
+
+        ids = _require_ids(results).astype(np.int64, copy=False)
+        if ids.size and ids.min() >= 0 and ids.max() <= 2**26:
+            table = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+            table[ids] = np.arange(len(ids))
+            _ROW_LOOKUPS[key] = ("dense", table)
+        else:
+            _ROW_LOOKUPS[key] = ("sorted", np.argsort(ids, kind="stable"))
+        weakref.finalize(results, _ROW_LOOKUPS.pop, key, None)
+    return _ROW_LOOKUPS[key]
+
+
 def match_positions(results: TopicResults, element_ids) -> np.ndarray:
     """Row of ``results`` for each of ``element_ids`` (-1 where the run has no such cell)."""
     from ..io._tables import match_ids
 
-    ids = pd.Index(_require_ids(results))
-    return match_ids(ids, np.asarray(element_ids))
+    wanted = np.asarray(element_ids)
+    if wanted.dtype.kind not in "iu":
+        return match_ids(pd.Index(_require_ids(results)), wanted)
+    kind, table = _row_lookup(results)
+    wanted = wanted.astype(np.int64, copy=False)
+    if kind == "dense":
+        inside = (wanted >= 0) & (wanted < len(table))
+        return np.where(inside, table[np.where(inside, wanted, 0)], -1)
+    ids = _require_ids(results).astype(np.int64, copy=False)
+    sorted_ids = ids[table]
+    pos = np.clip(np.searchsorted(sorted_ids, wanted), 0, max(len(ids) - 1, 0))
+    found = sorted_ids[pos] == wanted if len(ids) else np.zeros(wanted.shape, bool)
+    return np.where(found, table[pos], -1)
 
 
 def results_features(results: TopicResults) -> pd.DataFrame:
@@ -228,8 +263,8 @@ def results_features(results: TopicResults) -> pd.DataFrame:
         frame["index"] = np.arange(len(results.proportions))
     for name in results.topic_names:
         frame[name] = results.proportions[name].to_numpy()
-    frame["dominant_topic"] = pd.Categorical(
-        results.dominant_topic.astype(str).to_numpy(), categories=results.topic_names
+    frame["dominant_topic"] = pd.Categorical.from_codes(
+        np.argmax(results.proportions.to_numpy(), axis=1), categories=results.topic_names
     )
     frame["topic_entropy"] = results.topic_entropy.to_numpy()
     for mod in results.modality_names:
