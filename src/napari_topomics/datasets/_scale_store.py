@@ -82,11 +82,14 @@ def label_block(
     """Cell labels (uint32, 0 = background) of the finest-level pixels ``[y0:y1:step, x0:x1:step]``.
 
     Pixel ``(y, x)`` belongs to the cell of its tile when it lies inside that cell's
-    ellipse; ``step`` > 1 samples every ``step``-th pixel (nearest-neighbour pyramid).
+    ellipse; ``step`` > 1 samples one pixel per ``step`` × ``step`` block, near its centre
+    (a nearest-neighbour pyramid; the tile corners are background, so sampling them would
+    leave the coarse levels empty).
     """
     rows, cols = scale_grid(n_cells)
-    ys = np.arange(y0, y1, step, dtype=np.int64)
-    xs = np.arange(x0, x1, step, dtype=np.int64)
+    offset = min(step, tile) // 2
+    ys = np.arange(y0, y1, step, dtype=np.int64) + offset
+    xs = np.arange(x0, x1, step, dtype=np.int64) + offset
     ty, tx = ys // tile, xs // tile
     cell = ty[:, None] * cols + tx[None, :]
     valid = (ty[:, None] < rows) & (tx[None, :] < cols) & (cell < n_cells)
