@@ -53,13 +53,12 @@ def _args(argv=None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------------- child (viewer)
 def _child(store: str, screenshot: str | None) -> dict[str, float]:
-    import torch  # noqa: F401  (before Qt)
-
     import napari
+    import torch  # noqa: F401  (before Qt)
 
     from _viewer_steps import Drawn, Probe, peak_rss_bytes, process, step, table_bytes, wait_for
     from napari_topomics.io._errors import TopomicsInputError
-    from napari_topomics.plugin._cell_readout import CellReadoutWidget, clicked_instance
+    from napari_topomics.plugin._cell_readout import CellReadoutWidget
     from napari_topomics.plugin._legend import TopicLegendWidget
     from napari_topomics.plugin._open import open_store, paint_saved_run
     from napari_topomics.plugin._result_layers import add_result_layers, layer_results
