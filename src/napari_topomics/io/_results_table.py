@@ -100,7 +100,7 @@ def results_to_table(r: TopicResults) -> AnnData:
 def _obs_index(names: pd.Index) -> pd.Index:
     """The obs names as an object-string index (no per-cell conversion when already so)."""
     if names.dtype == object and pd.api.types.infer_dtype(names, skipna=False) == "string":
-        return pd.Index(names, dtype=object, copy=False)
+        return names  # the same object: pandas keeps its uniqueness check cached
     return pd.Index([str(v) for v in names], dtype=object)
 
 

@@ -60,6 +60,8 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         layout.addWidget(self.text)
         layout.addWidget(self.canvas)
         self.cell: dict[str, Any] | None = None
+        self._shown: tuple = (None, None)
+        self._bars: tuple | None = None  # (topic bars, weight bars) drawn for this run
         self._follow(napari_viewer)
         napari_viewer.mouse_drag_callbacks.append(self._on_click)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
@@ -76,7 +78,12 @@ class CellReadoutWidget(QWidget, ResultsFollower):
             self.show_cell(instance)
 
     def refresh(self) -> None:
-        """A new layer or run: forget the last cell."""
+        """A new layer or run: forget the last cell (a recolouring of the same run keeps it)."""
+        shown = (self.layer, self.results)
+        if shown[1] is not None and all(a is b for a, b in zip(self._shown, shown, strict=True)):
+            return  # same layer, same run: only the colouring changed
+        self._shown = shown
+        self._bars = None
         self.cell = None
         self.text.setText(_HINT if self.results is not None else "No topic model run in the "
                           "viewer.")
@@ -117,18 +124,31 @@ class CellReadoutWidget(QWidget, ResultsFollower):
             f"{cell['dominant_topic']}, entropy {cell['topic_entropy']:.2f} nats<br>"
             f"topics: {mix}<br>weights: {weights}"
         )
+        topics = list(cell["proportions"])
+        mods = list(cell["modality_weights"])
+        if self._bars is None or len(self._bars[0]) != len(topics) or len(
+                self._bars[1]) != len(mods):
+            self._bars = self._make_bars(topics, mods, n_topics)
+        # the same bars, new lengths: no new axes per click (fast on big runs too)
+        for bar, value in zip(self._bars[0], list(cell["proportions"].values())[::-1],
+                              strict=True):
+            bar.set_width(value)
+        for bar, value in zip(self._bars[1], list(cell["modality_weights"].values())[::-1],
+                              strict=True):
+            bar.set_width(value)
+        self.canvas.draw_idle()
+
+    def _make_bars(self, topics: list[str], mods: list[str], n_topics: int) -> tuple:
         figure = self.canvas.figure
         figure.clear()
         top, bottom = figure.subplots(2, 1, height_ratios=[max(n_topics, 2), 2])
         for ax in (top, bottom):
             style_axes(ax, self.theme)
-        topics = list(cell["proportions"])
-        top.barh(topics[::-1], list(cell["proportions"].values())[::-1],
-                 color=topic_palette(n_topics)[::-1])
+        topic_bars = top.barh(topics[::-1], [0.0] * len(topics),
+                              color=topic_palette(n_topics)[::-1])
         top.set_xlim(0, 1)
         top.set_title("topic mix", fontsize=9)
-        mods = list(cell["modality_weights"])
-        bottom.barh(mods[::-1], list(cell["modality_weights"].values())[::-1], color="0.6")
+        weight_bars = bottom.barh(mods[::-1], [0.0] * len(mods), color="0.6")
         bottom.set_xlim(0, 1)
         bottom.set_title("modality weights", fontsize=9)
-        self.canvas.draw_idle()
+        return list(topic_bars), list(weight_bars)

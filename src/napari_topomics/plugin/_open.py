@@ -43,6 +43,24 @@ def _add(viewer: napari.Viewer, layers: list[Layer]) -> list[Layer]:
     return layers
 
 
+def _add_stepwise(
+    viewer: napari.Viewer, layers: list[Layer], on_done: Callable[[list[Layer]], Any] | None
+) -> None:
+    """Add one layer per pass of the event loop (napari's own cost per layer, not all at once)."""
+    from qtpy.QtCore import QTimer
+
+    pending = list(layers)
+
+    def next_layer() -> None:
+        if pending:
+            viewer.layers.append(pending.pop(0))
+            QTimer.singleShot(0, next_layer)
+        elif on_done is not None:
+            on_done(layers)
+
+    next_layer()
+
+
 def _run(
     viewer: napari.Viewer, build: Callable[[], list[Layer]], background: bool,
     on_done: Callable[[list[Layer]], Any] | None, on_error: Callable[[Exception], Any] | None,
@@ -58,9 +76,7 @@ def _run(
     worker = create_worker(build, _start_thread=False)
 
     def done(layers: list[Layer]) -> None:
-        _add(viewer, layers)
-        if on_done is not None:
-            on_done(layers)
+        _add_stepwise(viewer, layers, on_done)
 
     worker.returned.connect(done)
     if on_error is not None:
