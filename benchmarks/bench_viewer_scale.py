@@ -176,32 +176,10 @@ def _child(store: str, screenshot: str | None) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- peer
-_PEER = r"""
-import sys, time, resource, warnings
-warnings.simplefilter("ignore")
-from qtpy.QtWidgets import QApplication
-import spatialdata as sd
-from napari_spatialdata import Interactive
-t0 = time.perf_counter()
-sdata = sd.read_zarr(sys.argv[1])
-inter = Interactive(sdata, headless=True)
-inter.add_element("cells", "global")
-QApplication.processEvents()
-print(f"peer_open_s={time.perf_counter() - t0:.3f}")
-t0 = time.perf_counter()
-layer = inter._viewer.layers[-1]
-try:
-    inter.add_element("cells", "global", view_element_system=False)
-except Exception as err:
-    pass
-print(f"peer_peak_rss_gb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9:.3f}")
-"""
-
-
 def _peer(python: str, store: str) -> dict[str, str]:
     try:
-        proc = subprocess.run([python, "-c", _PEER, store], capture_output=True, text=True,
-                              timeout=900)
+        proc = subprocess.run([python, str(HERE / "_peer_spatialdata.py"), store],
+                              capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as err:
         return {"peer_error": type(err).__name__}
     figures = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
