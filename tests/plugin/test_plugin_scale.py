@@ -143,16 +143,24 @@ def test_saved_run_painted_on_open_elements_and_points_refused_above_limit(
     assert len(viewer.layers) == 3  # refused before anything changed
 
 
-def test_click_reads_one_cell_quickly(opened, scale_store):
+def test_readout_bars_follow_each_clicked_cell(opened, scale_store, qtbot):
     viewer, layer, _ = opened
     from napari_topomics.plugin._cell_readout import CellReadoutWidget
 
     readout = CellReadoutWidget(viewer)
+    viewer.window.add_dock_widget(readout)
     results = layer.metadata["topomics_results"]
-    cell = readout.show_cell(12_345)
-    row = results.proportions.iloc[12_344]
-    assert cell["dominant_topic"] == row.idxmax()
-    assert cell["proportions"]["topic_2"] == pytest.approx(float(row["topic_2"]))
+    for cell_id in (12_345, 99_000):  # the second one redraws only the bars (blit)
+        cell = readout.show_cell(cell_id)
+        qtbot.wait(50)
+        row = results.proportions.iloc[cell_id - 1]
+        assert cell["dominant_topic"] == row.idxmax()
+        topic_ax, weight_ax = readout.canvas.figure.axes
+        widths = [bar.get_width() for bar in topic_ax.patches][::-1]
+        np.testing.assert_allclose(widths, row.to_numpy(), rtol=1e-6)
+        weights = [bar.get_width() for bar in weight_ax.patches][::-1]
+        np.testing.assert_allclose(weights, results.modality_weights.iloc[cell_id - 1],
+                                   rtol=1e-6)
     assert readout.show_cell(N_CELLS + 1) is None
 
 

@@ -4,15 +4,15 @@ A run table repeats its values for other readers (``X`` and ``obsm`` both hold t
 proportions; ``obs`` holds the dominant topic, entropy and weights again). Reading the
 whole table with ``anndata.read_zarr`` decodes all of it; at 10⁶ cells that is most of the
 time. :func:`read_run_table` reads the obs names, the instance ids, the three ``obsm``
-arrays, ``var`` and ``uns`` element by element, and returns a small AnnData that
-:meth:`TopicResults.from_table` accepts.
+arrays, ``var`` and ``uns`` element by element, and returns them as :class:`RunTableParts`,
+which :meth:`TopicResults.from_table` accepts like the AnnData table (building an AnnData
+of 10⁶ cells would convert and check its obs names once more).
 """
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,10 +20,23 @@ import pandas as pd
 from ._errors import TopomicsInputError
 from ._results_table import PROPORTIONS_KEY, SPATIAL_KEY, UNS_KEY, WEIGHTS_KEY
 
-if TYPE_CHECKING:
-    from anndata import AnnData
+__all__ = ["RunTableParts", "read_run_table"]
 
-__all__ = ["read_run_table"]
+
+@dataclass
+class RunTableParts:
+    """The parts of a run table a ``TopicResults`` is built from (AnnData's attribute names)."""
+
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    obsm: dict[str, np.ndarray]
+    uns: dict
+    X: np.ndarray | None = field(default=None)
+
+    @property
+    def obs_names(self) -> pd.Index:
+        """The cell names."""
+        return self.obs.index
 
 
 def _read_elem(group, key: str):
@@ -32,7 +45,7 @@ def _read_elem(group, key: str):
     return read_elem(group[key])
 
 
-def read_run_table(table_path: str | Path) -> AnnData:
+def read_run_table(table_path: str | Path) -> RunTableParts:
     """The parts of the run table at ``table_path`` that a ``TopicResults`` needs.
 
     Raises
@@ -40,7 +53,6 @@ def read_run_table(table_path: str | Path) -> AnnData:
     TopomicsInputError
         When the folder is not a readable topomics run table.
     """
-    import anndata as ad
     import zarr
 
     try:
@@ -66,6 +78,4 @@ def read_run_table(table_path: str | Path) -> AnnData:
         raise TopomicsInputError(
             f"Could not read the run table {str(table_path)!r}: {type(err).__name__}: {err}"
         ) from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ad.AnnData(obs=obs, var=var, obsm=obsm, uns=uns)
+    return RunTableParts(obs=obs, var=var, obsm=obsm, uns=uns)

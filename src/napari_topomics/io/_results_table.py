@@ -156,7 +156,9 @@ def table_to_fields(table: Any, run_name: str | None) -> dict[str, Any]:
     """The ``TopicResults`` constructor arguments stored in ``table``."""
     from anndata import AnnData
 
-    if not isinstance(table, AnnData):
+    from ._results_read import RunTableParts
+
+    if not isinstance(table, AnnData | RunTableParts):
         raise TopomicsInputError(f"from_table needs an AnnData table; got {type(table).__name__}.")
     if UNS_KEY not in table.uns:
         raise TopomicsInputError(

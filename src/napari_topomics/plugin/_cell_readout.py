@@ -62,6 +62,8 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         self.cell: dict[str, Any] | None = None
         self._shown: tuple = (None, None)
         self._bars: tuple | None = None  # (topic bars, weight bars) drawn for this run
+        self._background = None  # the figure without its bars, for blitting a new cell
+        self.canvas.mpl_connect("draw_event", self._on_full_draw)
         self._follow(napari_viewer)
         napari_viewer.mouse_drag_callbacks.append(self._on_click)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
@@ -83,7 +85,7 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         if shown[1] is not None and all(a is b for a, b in zip(self._shown, shown, strict=True)):
             return  # same layer, same run: only the colouring changed
         self._shown = shown
-        self._bars = None
+        self._bars = self._background = None
         self.cell = None
         self.text.setText(_HINT if self.results is not None else "No topic model run in the "
                           "viewer.")
@@ -129,14 +131,32 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         if self._bars is None or len(self._bars[0]) != len(topics) or len(
                 self._bars[1]) != len(mods):
             self._bars = self._make_bars(topics, mods, n_topics)
-        # the same bars, new lengths: no new axes per click (fast on big runs too)
+        # the same bars, new lengths: no new axes per click, and only the bars are redrawn
         for bar, value in zip(self._bars[0], list(cell["proportions"].values())[::-1],
                               strict=True):
             bar.set_width(value)
         for bar, value in zip(self._bars[1], list(cell["modality_weights"].values())[::-1],
                               strict=True):
             bar.set_width(value)
-        self.canvas.draw_idle()
+        if self._background is None:
+            self.canvas.draw_idle()  # the full draw captures the background, then the bars
+            return
+        self.canvas.restore_region(self._background)
+        self._blit_bars()
+
+    def _blit_bars(self) -> None:
+        figure = self.canvas.figure
+        for bar in (*self._bars[0], *self._bars[1]):
+            figure.draw_artist(bar)
+        self.canvas.blit(figure.bbox)
+
+    def _on_full_draw(self, event=None) -> None:
+        """After matplotlib draws the figure (bars excluded): keep it, draw the bars on top."""
+        if self._bars is None:
+            self._background = None
+            return
+        self._background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
+        self._blit_bars()
 
     def _make_bars(self, topics: list[str], mods: list[str], n_topics: int) -> tuple:
         figure = self.canvas.figure
@@ -144,11 +164,12 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         top, bottom = figure.subplots(2, 1, height_ratios=[max(n_topics, 2), 2])
         for ax in (top, bottom):
             style_axes(ax, self.theme)
+        self._background = None
         topic_bars = top.barh(topics[::-1], [0.0] * len(topics),
-                              color=topic_palette(n_topics)[::-1])
+                              color=topic_palette(n_topics)[::-1], animated=True)
         top.set_xlim(0, 1)
         top.set_title("topic mix", fontsize=9)
-        weight_bars = bottom.barh(mods[::-1], [0.0] * len(mods), color="0.6")
+        weight_bars = bottom.barh(mods[::-1], [0.0] * len(mods), color="0.6", animated=True)
         bottom.set_xlim(0, 1)
         bottom.set_title("modality weights", fontsize=9)
         return list(topic_bars), list(weight_bars)
