@@ -160,6 +160,10 @@ def _child(store: str, screenshot: str | None) -> dict[str, float]:
             add_result_layers(viewer, results, layer, points=True)
             drawn.wait_next()
         out["points_refused"] = 0.0
+        with step("points_recolour", probe, out):  # labels and points recoloured together
+            legend.colour_by.setCurrentIndex(legend.colour_by.findData("topic_1"))
+            wait_for(lambda: layer.metadata.get("topomics_colouring") == "topic_1", 120)
+            drawn.wait_next()
     except TopomicsInputError as err:
         out["points_refused"] = 1.0
         print(f"# points refused: {err}", flush=True)

@@ -87,9 +87,13 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         self._shown = shown
         self._bars = self._background = None
         self.cell = None
-        self.text.setText(_HINT if self.results is not None else "No topic model run in the "
+        results = self.results
+        self.text.setText(_HINT if results is not None else "No topic model run in the "
                           "viewer.")
         self.canvas.figure.clear()
+        if results is not None:  # empty bars now, so even the first click only blits
+            self._bars = self._make_bars(results.topic_names, results.modality_names,
+                                         results.n_topics)
         self.canvas.draw_idle()
 
     def show_cell(self, instance_id: Any) -> dict[str, Any] | None:
