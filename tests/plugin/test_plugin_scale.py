@@ -122,7 +122,7 @@ def test_recolour_keeps_the_layer_and_its_data(opened, scale_store, qtbot):
 
 
 def test_saved_run_painted_on_open_elements_and_points_refused_above_limit(
-    make_napari_viewer, qtbot, scale_store, monkeypatch
+    make_napari_viewer, qtbot, scale_store
 ):
     from napari_topomics.plugin import _result_layers
     from napari_topomics.plugin._open import open_store, paint_saved_run
@@ -136,7 +136,7 @@ def test_saved_run_painted_on_open_elements_and_points_refused_above_limit(
     layer = box["ly"][0]
     assert layer.name == "scale: cells" and not viewer.layers["cells"].visible
     assert layer.data[0] is viewer.layers["cells"].data[0]  # drawn from the same levels
-    monkeypatch.setattr(_result_layers, "MAX_POINTS", 50_000)
+    assert _result_layers.MAX_POINTS < N_CELLS
     with pytest.raises(TopomicsInputError, match="100,000 cells.*labels layer"):
         _result_layers.add_result_layers(viewer, layer.metadata["topomics_results"], layer,
                                          points=True)

@@ -50,9 +50,10 @@ __all__ = [
 COLOURING_EVENT = "topomics_colouring"
 _LABELS, _POINTS = "labels", "points"
 _PAINTABLE = ("labels", "points", "shapes")
-#: Most centroid points a run is shown with: above it, napari's points layer (colouring,
-#: hover and picking) takes more than ~0.1 s per action (benchmarks/bench_viewer_scale.py).
-MAX_POINTS = 200_000
+#: Most centroid points a run is shown with. Measured (benchmarks/bench_viewer_scale.py, shared
+#: 2-core machine): at 10⁵ points napari's points layer froze the viewer 1.8 s when added and
+#: ~1 s per recolouring; the cost grows with the points, so 25,000 keeps each under ~0.3 s.
+MAX_POINTS = 25_000
 
 
 def _layer_type(layer: Layer) -> str:
