@@ -120,6 +120,18 @@ def test_recolour_keeps_the_layer_and_its_data(opened, scale_store, qtbot):
             assert "(cividis)" in legend.entries()[0]
         np.testing.assert_allclose(shown, colormaps[cmap](scaled), atol=1e-6)
 
+    # a recolouring asked for later wins, even over a worker that finishes after it
+    from napari_topomics.plugin._result_layers import color_by
+
+    done = []
+    worker = color_by(layer, "topic_1", background=True)
+    worker.finished.connect(lambda: done.append(1))
+    color_by(layer, "topic_5")
+    qtbot.waitUntil(lambda: bool(done), timeout=20_000)
+    qtbot.wait(20)
+    assert layer.metadata["topomics_colouring"] == "topic_5"
+    assert legend.colour_by.currentData() == "topic_5"
+
 
 def test_saved_run_painted_on_open_elements_and_points_refused_above_limit(
     make_napari_viewer, qtbot, scale_store

@@ -50,6 +50,7 @@ __all__ = [
 COLOURING_EVENT = "topomics_colouring"
 _LABELS, _POINTS = "labels", "points"
 _PAINTABLE = ("labels", "points", "shapes")
+_REQUESTED = "topomics_colouring_requested"
 #: Most centroid points a run is shown with. Measured (benchmarks/bench_viewer_scale.py, shared
 #: 2-core machine): at 10⁵ points napari's points layer froze the viewer 1.8 s when added and
 #: ~1 s per recolouring; the cost grows with the points, so 25,000 keeps each under ~0.3 s.
@@ -220,6 +221,7 @@ def color_by(
         For a layer without a run, or a choice the run does not have.
     """
     if not background:
+        layer.metadata[_REQUESTED] = what
         return _apply(_prepare(layer, what, linked))
     results = layer_results(layer)
     if results is None or what not in colouring_choices(results):
@@ -227,8 +229,15 @@ def color_by(
     _check_paintable(layer, results)
     from napari.qt.threading import create_worker
 
+    layer.metadata[_REQUESTED] = what
     worker = create_worker(_prepare, layer, what, linked, _start_thread=False)
-    worker.returned.connect(_apply)
+
+    def apply_latest(prepared: list) -> None:
+        # a later request supersedes this one: colours computed out of order are dropped
+        if layer.metadata.get(_REQUESTED) == what:
+            _apply(prepared)
+
+    worker.returned.connect(apply_latest)
     worker.start()
     return worker
 
@@ -259,7 +268,7 @@ def restore_layer(layer: Layer) -> None:
     """Undo :func:`add_result_layers` on a layer of the user's that it coloured in place."""
     original = layer.metadata.pop(keys.ORIGINAL, None)
     for key in (keys.RESULTS, keys.COLOURING, keys.COLOURING_DATA, keys.RUN, keys.REGION,
-                keys.LINKED):
+                keys.LINKED, _REQUESTED):
         layer.metadata.pop(key, None)
     if original is None:
         return
