@@ -221,8 +221,9 @@ def color_by(
         For a layer without a run, or a choice the run does not have.
     """
     if not background:
-        layer.metadata[_REQUESTED] = what
-        return _apply(_prepare(layer, what, linked))
+        prepared = _prepare(layer, what, linked)
+        layer.metadata[_REQUESTED] = what  # only once the choice is known to be valid
+        return _apply(prepared)
     results = layer_results(layer)
     if results is None or what not in colouring_choices(results):
         _prepare(layer, what, linked)  # raises the message
