@@ -126,9 +126,9 @@ class TopicResults:
     def topic_entropy(self) -> pd.Series:
         """Per-cell topic entropy ``-sum p log p`` in nats (``0 log 0 = 0``)."""
         p = self.proportions.to_numpy(dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(p > 0, p * np.log(p), 0.0)
-        return pd.Series(-terms.sum(axis=1), index=self.proportions.index, name="topic_entropy")
+        logp = np.log(p, out=np.zeros_like(p), where=p > 0)
+        entropy = -np.einsum("ij,ij->i", p, logp)
+        return pd.Series(entropy, index=self.proportions.index, name="topic_entropy")
 
     # ------------------------------------------------------------------ equality
     def __eq__(self, other: object) -> bool:

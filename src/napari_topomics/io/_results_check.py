@@ -22,7 +22,10 @@ RESERVED_OBS = ("dominant_topic", "topic_entropy")
 
 
 def _str_index(index: pd.Index, what: str) -> pd.Index:
-    out = pd.Index([str(v) for v in index], dtype=object)
+    if index.dtype == object and pd.api.types.infer_dtype(index, skipna=False) == "string":
+        out = index  # already object strings: no per-cell conversion (fast at 10^6 cells)
+    else:
+        out = pd.Index([str(v) for v in index], dtype=object)
     if not out.is_unique:
         dup = out[out.duplicated()].unique()[:5].tolist()
         raise TopomicsInputError(f"{what} has duplicated cell names: {dup}.")
@@ -49,7 +52,10 @@ def _simplex_frame(frame: Any, what: str, index: pd.Index | None) -> pd.DataFram
             f"{what} rows must sum to 1; row {frame.index[bad[0]]!r} sums to {sums[bad[0]]:.6g} "
             f"({bad.size} rows off by more than {ROW_SUM_TOL})."
         )
-    rows = _str_index(frame.index, what)
+    if index is not None and frame.index is index:
+        rows = index  # the same (validated) index object: nothing to check again
+    else:
+        rows = _str_index(frame.index, what)
     if index is not None and not rows.equals(index):
         raise TopomicsInputError(
             f"{what} rows are not aligned with proportions' rows (same cell names, same order)."
@@ -225,7 +231,11 @@ def instance_ids(value: Any, n: int) -> np.ndarray | None:
     ):
         raise TopomicsInputError(f"instance_ids must be integers; got dtype {arr.dtype}.")
     out = arr.astype(np.int64)
-    if len(np.unique(out)) != n:
+    steps = np.diff(out)
+    unique = bool((steps > 0).all()) or (  # sorted ids (the usual case) need no sort
+        n < 2 or bool((np.diff(np.sort(out)) != 0).all())
+    )
+    if not unique:
         raise TopomicsInputError("instance_ids must be unique (one element instance per row).")
     return out
 
@@ -240,7 +250,8 @@ def coordinates(value: Any, index: pd.Index) -> pd.DataFrame | None:
             raise TopomicsInputError(
                 f"coordinates needs columns ['x', 'y']; missing {missing} in {list(value.columns)}."
             )
-        if not _str_index(value.index, "coordinates").equals(index):
+        same = value.index is index
+        if not same and not _str_index(value.index, "coordinates").equals(index):
             raise TopomicsInputError("coordinates rows are not aligned with proportions' rows.")
         value = value[["x", "y"]]
     arr = np.asarray(value, dtype=np.float64)

@@ -97,6 +97,13 @@ def results_to_table(r: TopicResults) -> AnnData:
     return table
 
 
+def _obs_index(names: pd.Index) -> pd.Index:
+    """The obs names as an object-string index (no per-cell conversion when already so)."""
+    if names.dtype == object and pd.api.types.infer_dtype(names, skipna=False) == "string":
+        return names  # the same object: pandas keeps its uniqueness check cached
+    return pd.Index([str(v) for v in names], dtype=object)
+
+
 def _need(mapping, key: str, where: str):
     if key not in mapping:
         raise TopomicsInputError(
@@ -149,7 +156,9 @@ def table_to_fields(table: Any, run_name: str | None) -> dict[str, Any]:
     """The ``TopicResults`` constructor arguments stored in ``table``."""
     from anndata import AnnData
 
-    if not isinstance(table, AnnData):
+    from ._results_read import RunTableParts
+
+    if not isinstance(table, AnnData | RunTableParts):
         raise TopomicsInputError(f"from_table needs an AnnData table; got {type(table).__name__}.")
     if UNS_KEY not in table.uns:
         raise TopomicsInputError(
@@ -164,7 +173,7 @@ def table_to_fields(table: Any, run_name: str | None) -> dict[str, Any]:
         )
     topics = [str(t) for t in _need(uns, "topic_names", f"uns[{UNS_KEY!r}]")]
     mods = [str(m) for m in _need(uns, "modalities", f"uns[{UNS_KEY!r}]")]
-    index = pd.Index([str(v) for v in table.obs_names], dtype=object)
+    index = _obs_index(table.obs_names)
     props = table.obsm[PROPORTIONS_KEY] if PROPORTIONS_KEY in table.obsm else table.X
     weights = _need(table.obsm, WEIGHTS_KEY, "obsm")
     top = _need(uns, "top_features", f"uns[{UNS_KEY!r}]")

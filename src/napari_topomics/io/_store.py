@@ -277,12 +277,11 @@ def read_run(store_or_sdata: Any, run_name: str) -> TopicResults:
     table_name = _table_of_run(store_or_sdata, run_name)
     if hasattr(store_or_sdata, "tables") and not isinstance(store_or_sdata, str | os.PathLike):
         return TopicResults.from_table(store_or_sdata.tables[table_name], run_name)
-    import anndata as ad
+    from ._results_read import read_run_table
 
     layout = _layout(store_or_sdata)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = ad.read_zarr(layout.path / "tables" / table_name)
+    # only the parts a TopicResults is built from (not X again, nor the obs copies)
+    table = read_run_table(layout.path / "tables" / table_name)
     return TopicResults.from_table(table, run_name)
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__all__ = ["add_result_layers", "color_by", "get_reader"]
+__all__ = ["add_result_layers", "color_by", "get_reader", "open_store", "paint_saved_run"]
 
 _EXPORTS = {
     "add_result_layers": "._result_layers",
     "color_by": "._result_layers",
     "get_reader": "._reader",
+    "open_store": "._open",
+    "paint_saved_run": "._open",
 }
 
 

@@ -60,6 +60,10 @@ class CellReadoutWidget(QWidget, ResultsFollower):
         layout.addWidget(self.text)
         layout.addWidget(self.canvas)
         self.cell: dict[str, Any] | None = None
+        self._shown: tuple = (None, None)
+        self._bars: tuple | None = None  # (topic bars, weight bars) drawn for this run
+        self._background = None  # the figure without its bars, for blitting a new cell
+        self.canvas.mpl_connect("draw_event", self._on_full_draw)
         self._follow(napari_viewer)
         napari_viewer.mouse_drag_callbacks.append(self._on_click)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer))
@@ -76,11 +80,20 @@ class CellReadoutWidget(QWidget, ResultsFollower):
             self.show_cell(instance)
 
     def refresh(self) -> None:
-        """A new layer or run: forget the last cell."""
+        """A new layer or run: forget the last cell (a recolouring of the same run keeps it)."""
+        shown = (self.layer, self.results)
+        if shown[1] is not None and all(a is b for a, b in zip(self._shown, shown, strict=True)):
+            return  # same layer, same run: only the colouring changed
+        self._shown = shown
+        self._bars = self._background = None
         self.cell = None
-        self.text.setText(_HINT if self.results is not None else "No topic model run in the "
+        results = self.results
+        self.text.setText(_HINT if results is not None else "No topic model run in the "
                           "viewer.")
         self.canvas.figure.clear()
+        if results is not None:  # empty bars now, so even the first click only blits
+            self._bars = self._make_bars(results.topic_names, results.modality_names,
+                                         results.n_topics)
         self.canvas.draw_idle()
 
     def show_cell(self, instance_id: Any) -> dict[str, Any] | None:
@@ -95,13 +108,16 @@ class CellReadoutWidget(QWidget, ResultsFollower):
             return None
         props = results.proportions.iloc[row]
         weights = results.modality_weights.iloc[row]
+        p = props.to_numpy(np.float64)  # this cell only: O(K), not O(cells), per click
+        with np.errstate(divide="ignore", invalid="ignore"):
+            entropy = -float(np.where(p > 0, p * np.log(p), 0.0).sum())
         self.cell = {
             "instance_id": instance_id,
             "obs_name": str(results.proportions.index[row]),
             "proportions": {str(k): float(v) for k, v in props.items()},
             "modality_weights": {str(k): float(v) for k, v in weights.items()},
-            "dominant_topic": str(results.dominant_topic.iloc[row]),
-            "topic_entropy": float(results.topic_entropy.iloc[row]),
+            "dominant_topic": results.topic_names[int(np.argmax(p))],
+            "topic_entropy": entropy,
         }
         self._draw(self.cell, results.n_topics)
         return self.cell
@@ -114,18 +130,50 @@ class CellReadoutWidget(QWidget, ResultsFollower):
             f"{cell['dominant_topic']}, entropy {cell['topic_entropy']:.2f} nats<br>"
             f"topics: {mix}<br>weights: {weights}"
         )
+        topics = list(cell["proportions"])
+        mods = list(cell["modality_weights"])
+        if self._bars is None or len(self._bars[0]) != len(topics) or len(
+                self._bars[1]) != len(mods):
+            self._bars = self._make_bars(topics, mods, n_topics)
+        # the same bars, new lengths: no new axes per click, and only the bars are redrawn
+        for bar, value in zip(self._bars[0], list(cell["proportions"].values())[::-1],
+                              strict=True):
+            bar.set_width(value)
+        for bar, value in zip(self._bars[1], list(cell["modality_weights"].values())[::-1],
+                              strict=True):
+            bar.set_width(value)
+        if self._background is None:
+            self.canvas.draw_idle()  # the full draw captures the background, then the bars
+            return
+        self.canvas.restore_region(self._background)
+        self._blit_bars()
+
+    def _blit_bars(self) -> None:
+        figure = self.canvas.figure
+        for bar in (*self._bars[0], *self._bars[1]):
+            figure.draw_artist(bar)
+        self.canvas.blit(figure.bbox)
+
+    def _on_full_draw(self, event=None) -> None:
+        """After matplotlib draws the figure (bars excluded): keep it, draw the bars on top."""
+        if self._bars is None:
+            self._background = None
+            return
+        self._background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
+        self._blit_bars()
+
+    def _make_bars(self, topics: list[str], mods: list[str], n_topics: int) -> tuple:
         figure = self.canvas.figure
         figure.clear()
         top, bottom = figure.subplots(2, 1, height_ratios=[max(n_topics, 2), 2])
         for ax in (top, bottom):
             style_axes(ax, self.theme)
-        topics = list(cell["proportions"])
-        top.barh(topics[::-1], list(cell["proportions"].values())[::-1],
-                 color=topic_palette(n_topics)[::-1])
+        self._background = None
+        topic_bars = top.barh(topics[::-1], [0.0] * len(topics),
+                              color=topic_palette(n_topics)[::-1], animated=True)
         top.set_xlim(0, 1)
         top.set_title("topic mix", fontsize=9)
-        mods = list(cell["modality_weights"])
-        bottom.barh(mods[::-1], list(cell["modality_weights"].values())[::-1], color="0.6")
+        weight_bars = bottom.barh(mods[::-1], [0.0] * len(mods), color="0.6", animated=True)
         bottom.set_xlim(0, 1)
         bottom.set_title("modality weights", fontsize=9)
-        self.canvas.draw_idle()
+        return list(topic_bars), list(weight_bars)

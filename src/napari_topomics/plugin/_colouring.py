@@ -1,7 +1,9 @@
 """What a run's cells are coloured by, and the colours: palettes, colormaps, feature tables.
 
 Pure computation on a :class:`~napari_topomics.io._results.TopicResults`; the only napari
-object built here is the labels layer's ``DirectLabelColormap``. Nothing refits.
+object built here is the labels layer's colormap, a lookup table from label id to one of a
+few palette colours (:class:`~._lut_colormap.LutLabelColormap`), so it scales to millions
+of cells. Nothing refits.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ import pandas as pd
 from ..io._errors import TopomicsInputError
 
 if TYPE_CHECKING:
-    from napari.utils.colormaps import DirectLabelColormap
-
     from ..io._results import TopicResults
+    from ._lut_colormap import LutLabelColormap
 
 __all__ = [
     "DOMINANT",
@@ -61,6 +62,9 @@ class Colouring:
         Categorical only: the topic names and their RGBA colours.
     cmap, vmin, vmax, values
         Continuous only: matplotlib colormap name, colour range, and each cell's value.
+    codes, palette
+        Each cell's row of ``palette`` (-1: no colour) and the distinct colours: the topic
+        colours, or the colormap's entries (``colors == palette[codes]``).
     """
 
     what: str
@@ -73,6 +77,8 @@ class Colouring:
     vmin: float = 0.0
     vmax: float = 1.0
     values: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    palette: np.ndarray | None = None
 
 
 def colouring_choices(results: TopicResults) -> list[str]:
@@ -106,12 +112,31 @@ def topic_palette(n: int) -> np.ndarray:
     return np.asarray(colors, dtype=np.float32)
 
 
-def _continuous(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> np.ndarray:
+def _continuous(
+    values: np.ndarray, cmap: str, vmin: float, vmax: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, palette): each value's entry of the colormap's lookup table, and the table.
+
+    The binning is matplotlib's own (``int(x * N)``, ``x == 1`` in the last entry), so
+    ``palette[codes]`` equals ``colormaps[cmap](x)``; NaN gets code -1 (no colour).
+    """
     from matplotlib import colormaps
 
+    colormap = colormaps[cmap]
+    n = int(colormap.N)
     span = vmax - vmin if vmax > vmin else 1.0
-    scaled = np.clip((values - vmin) / span, 0.0, 1.0)
-    return np.asarray(colormaps[cmap](scaled), dtype=np.float32)
+    scaled = np.clip((values - vmin) / span, 0.0, 1.0) * n
+    scaled[scaled == n] = n - 1
+    bad = np.isnan(scaled)
+    codes = np.where(bad, -1, np.nan_to_num(scaled)).astype(np.int64)
+    palette = np.asarray(colormap(np.arange(n)), dtype=np.float32)
+    return codes, palette
+
+
+def _colors(codes: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    colors = palette[np.maximum(codes, 0)]
+    colors[codes < 0] = TRANSPARENT
+    return colors
 
 
 def compute_colouring(
@@ -138,10 +163,11 @@ def compute_colouring(
         )
     if what == DOMINANT:
         palette = topic_palette(results.n_topics)
-        codes = results.dominant_topic.cat.codes.to_numpy()
+        codes = np.argmax(results.proportions.to_numpy(), axis=1)  # = dominant_topic codes
         return Colouring(
-            what, "categorical", colouring_label(what), palette[codes],
+            what, "categorical", colouring_label(what), _colors(codes, palette),
             categories=tuple(results.topic_names), category_colors=palette,
+            codes=codes, palette=palette,
         )
     if what.startswith(WEIGHT_PREFIX):
         values = results.modality_weights[what[len(WEIGHT_PREFIX):]].to_numpy(np.float64)
@@ -152,9 +178,10 @@ def compute_colouring(
     vmax = float(values.max()) if values.size else vmin
     if vmax <= vmin:
         vmax = vmin + 1e-6
+    codes, palette = _continuous(values, cmap, vmin, vmax)
     return Colouring(
-        what, "continuous", colouring_label(what), _continuous(values, cmap, vmin, vmax),
-        cmap=cmap, vmin=vmin, vmax=vmax, values=values,
+        what, "continuous", colouring_label(what), _colors(codes, palette),
+        cmap=cmap, vmin=vmin, vmax=vmax, values=values, codes=codes, palette=palette,
     )
 
 
@@ -167,24 +194,60 @@ def _require_ids(results: TopicResults) -> np.ndarray:
     return np.asarray(results.instance_ids)
 
 
-def labels_colormap(results: TopicResults, colouring: Colouring) -> DirectLabelColormap:
-    """A labels colormap giving each cell's label id its colour; other ids transparent."""
-    from napari.utils.colormaps import DirectLabelColormap
+def labels_colormap(results: TopicResults, colouring: Colouring) -> LutLabelColormap:
+    """A labels colormap giving each cell's label id its colour; other ids transparent.
+
+    A lookup table (label id → palette row), not one dict entry per cell: milliseconds to
+    build at 10⁶ cells and safe to build off the GUI thread. Background (0) stays
+    see-through whatever the table says.
+    """
+    from ._lut_colormap import LutLabelColormap
 
     ids = _require_ids(results)
-    color_dict: dict[int | None, np.ndarray] = {None: TRANSPARENT}
-    for label, rgba in zip(ids.tolist(), colouring.colors, strict=True):
-        color_dict[int(label)] = rgba
-    color_dict[0] = TRANSPARENT  # background stays see-through whatever the table says
-    return DirectLabelColormap(color_dict=color_dict)
+    return LutLabelColormap.from_codes(ids, colouring.codes, colouring.palette)
+
+
+_ROW_LOOKUPS: dict[int, tuple[str, np.ndarray]] = {}
+
+
+def _row_lookup(results: TopicResults) -> tuple[str, np.ndarray]:
+    """(kind, table) finding rows by id: ``"dense"`` id → row, else ``"sorted"`` ids.
+
+    Built once per run (kept until the run object is garbage collected), so reading one
+    clicked cell of 10⁶ never rebuilds an index of all ids.
+    """
+    key = id(results)
+    if key not in _ROW_LOOKUPS:
+        import weakref
+
+        ids = _require_ids(results).astype(np.int64, copy=False)
+        if ids.size and ids.min() >= 0 and ids.max() <= 2**26:
+            table = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
+            table[ids] = np.arange(len(ids))
+            _ROW_LOOKUPS[key] = ("dense", table)
+        else:
+            _ROW_LOOKUPS[key] = ("sorted", np.argsort(ids, kind="stable"))
+        weakref.finalize(results, _ROW_LOOKUPS.pop, key, None)
+    return _ROW_LOOKUPS[key]
 
 
 def match_positions(results: TopicResults, element_ids) -> np.ndarray:
     """Row of ``results`` for each of ``element_ids`` (-1 where the run has no such cell)."""
     from ..io._tables import match_ids
 
-    ids = pd.Index(_require_ids(results))
-    return match_ids(ids, np.asarray(element_ids))
+    wanted = np.asarray(element_ids)
+    if wanted.dtype.kind not in "iu":
+        return match_ids(pd.Index(_require_ids(results)), wanted)
+    kind, table = _row_lookup(results)
+    wanted = wanted.astype(np.int64, copy=False)
+    if kind == "dense":
+        inside = (wanted >= 0) & (wanted < len(table))
+        return np.where(inside, table[np.where(inside, wanted, 0)], -1)
+    ids = _require_ids(results).astype(np.int64, copy=False)
+    sorted_ids = ids[table]
+    pos = np.clip(np.searchsorted(sorted_ids, wanted), 0, max(len(ids) - 1, 0))
+    found = sorted_ids[pos] == wanted if len(ids) else np.zeros(wanted.shape, bool)
+    return np.where(found, table[pos], -1)
 
 
 def results_features(results: TopicResults) -> pd.DataFrame:
@@ -193,20 +256,21 @@ def results_features(results: TopicResults) -> pd.DataFrame:
     Columns: ``index``, the topic proportions, ``dominant_topic``, ``topic_entropy`` and
     ``weight_<modality>``; one row per cell of the run.
     """
-    frame = pd.DataFrame(index=pd.RangeIndex(len(results.proportions)))
-    if results.instance_ids is not None:
-        frame["index"] = np.asarray(results.instance_ids)
-    else:
-        frame["index"] = np.arange(len(results.proportions))
-    for name in results.topic_names:
-        frame[name] = results.proportions[name].to_numpy()
-    frame["dominant_topic"] = pd.Categorical(
-        results.dominant_topic.astype(str).to_numpy(), categories=results.topic_names
+    n = len(results.proportions)
+    props = results.proportions.to_numpy()
+    weights = results.modality_weights.to_numpy()
+    ids = results.instance_ids
+    columns: dict[str, object] = {"index": np.asarray(ids) if ids is not None else np.arange(n)}
+    for k, name in enumerate(results.topic_names):
+        columns[name] = props[:, k]
+    columns["dominant_topic"] = pd.Categorical.from_codes(
+        np.argmax(props, axis=1), categories=results.topic_names
     )
-    frame["topic_entropy"] = results.topic_entropy.to_numpy()
-    for mod in results.modality_names:
-        frame[f"weight_{mod}"] = results.modality_weights[mod].to_numpy()
-    return frame
+    columns["topic_entropy"] = results.topic_entropy.to_numpy()
+    for m, mod in enumerate(results.modality_names):
+        columns[f"weight_{mod}"] = weights[:, m]
+    # one frame from whole columns: no per-column insertion (10⁶ rows are copied once)
+    return pd.DataFrame(columns, index=pd.RangeIndex(n))
 
 
 def topic_titles(

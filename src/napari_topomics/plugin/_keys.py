@@ -34,6 +34,8 @@ ROLE = "topomics_role"
 #: Run name and region a result layer shows (with ROLE, the identity used to reuse it).
 RUN = "topomics_run"
 REGION = "topomics_region"
+#: The :class:`~._colouring.Colouring` last painted on the layer (legend and readout read it).
+COLOURING_DATA = "topomics_colouring_data"
 #: The layer's colormap / face colours before a run coloured it in place.
 ORIGINAL = "topomics_original"
 #: Weak references to the other layers showing the same run (recoloured together).

@@ -25,16 +25,18 @@ from qtpy.QtWidgets import (
 
 from . import _keys as keys
 from ._coherence import COHERENCE_TITLE, topic_coherence
-from ._colouring import DOMINANT, Colouring, colouring_choices, colouring_label, compute_colouring
+from ._colouring import DOMINANT, Colouring, colouring_choices, colouring_label
 from ._colouring import topic_titles as _topic_titles
 from ._follow import ResultsFollower
-from ._result_layers import color_by
+from ._result_layers import color_by, layer_colouring
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["TopicLegendWidget", "colorbar_pixmap", "swatch_icon"]
 
+#: Runs of at least this many cells are recoloured in a thread worker.
+BACKGROUND_CELLS = 50_000
 _NO_RUN = "No topic model run in the viewer: fit one or open a store with a run."
 
 
@@ -68,6 +70,7 @@ class TopicLegendWidget(QWidget, ResultsFollower):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._updating = False
+        self._worker = None  # the thread worker of the last background recolouring
         self.title = QLabel(_NO_RUN)
         self.title.setWordWrap(True)
         self.colour_by = QComboBox()
@@ -110,10 +113,7 @@ class TopicLegendWidget(QWidget, ResultsFollower):
     @property
     def colouring(self) -> Colouring | None:
         """The colouring of the shown layer, or None."""
-        results = self.results
-        if results is None:
-            return None
-        return compute_colouring(results, self.layer.metadata.get(keys.COLOURING, DOMINANT))
+        return layer_colouring(self.layer) if self.results is not None else None
 
     # ------------------------------------------------------------------ updating
     def _set_choices(self) -> None:
@@ -141,7 +141,9 @@ class TopicLegendWidget(QWidget, ResultsFollower):
             return
         what = self.colour_by.itemData(index)
         if what and what != self.layer.metadata.get(keys.COLOURING):
-            color_by(self.layer, what)
+            # large runs are coloured in a thread worker: the viewer never stalls
+            big = len(self.results.proportions) >= BACKGROUND_CELLS
+            self._worker = color_by(self.layer, what, background=big)
 
     def _fit_height(self) -> None:
         rows = self.entries_list.count()

@@ -19,6 +19,7 @@ from ._colouring import (
     DOMINANT,
     TRANSPARENT,
     Colouring,
+    colouring_choices,
     compute_colouring,
     labels_colormap,
     match_positions,
@@ -35,9 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLOURING_EVENT",
+    "MAX_POINTS",
+    "check_points_size",
     "add_result_layers",
     "color_by",
     "colouring_event",
+    "layer_colouring",
     "layer_results",
     "result_layer_data",
     "restore_layer",
@@ -46,6 +50,11 @@ __all__ = [
 COLOURING_EVENT = "topomics_colouring"
 _LABELS, _POINTS = "labels", "points"
 _PAINTABLE = ("labels", "points", "shapes")
+_REQUESTED = "topomics_colouring_requested"
+#: Most centroid points a run is shown with. Measured (benchmarks/bench_viewer_scale.py, shared
+#: 2-core machine): at 10⁵ points napari's points layer froze the viewer 1.8 s when added and
+#: ~1 s per recolouring; the cost grows with the points, so 25,000 keeps each under ~0.3 s.
+MAX_POINTS = 25_000
 
 
 def _layer_type(layer: Layer) -> str:
@@ -137,17 +146,10 @@ def _linked(layer: Layer) -> list[Layer]:
     return [other for other in alive if other is not None and layer_results(other) is results]
 
 
-def color_by(layer: Layer, what: str = DOMINANT, *, linked: bool = True) -> Colouring:
-    """Recolour a result layer by ``what``: ``"dominant_topic"``, a topic or ``"weight:<mod>"``.
+def _prepare(layer: Layer, what: str, linked: bool) -> list[tuple[Layer, Colouring, Any]]:
+    """Everything a recolouring sets, computed without touching the layers (thread-safe).
 
-    Only the stored results are read; nothing is refitted. With ``linked``, the other
-    layers :func:`add_result_layers` made for the same run (labels and centroid points)
-    are recoloured too.
-
-    Raises
-    ------
-    TopomicsInputError
-        For a layer without a run, or a choice the run does not have.
+    One ``(layer, colouring, colormap or face colours)`` per layer to recolour.
     """
     results = layer_results(layer)
     if results is None:
@@ -157,16 +159,88 @@ def color_by(layer: Layer, what: str = DOMINANT, *, linked: bool = True) -> Colo
         )
     _check_paintable(layer, results)
     colouring = compute_colouring(results, what)
-    if _layer_type(layer) == "labels":
-        layer.colormap = labels_colormap(results, colouring)
-    else:
-        layer.face_color = _aligned_colors(results, colouring, _element_ids(layer, results))
-    layer.metadata[keys.COLOURING] = what
-    colouring_event(layer)(value=what)
-    if linked:
-        for other in _linked(layer):
-            color_by(other, what, linked=False)
+    targets = [layer, *(_linked(layer) if linked else [])]
+    out = []
+    for target in targets:
+        if _layer_type(target) == "labels":
+            payload = labels_colormap(results, colouring)
+        else:
+            payload = _aligned_colors(results, colouring, _element_ids(target, results))
+        out.append((target, colouring, payload))
+    return out
+
+
+def _apply(prepared: list[tuple[Layer, Colouring, Any]]) -> Colouring:
+    """Set prepared colours on their layers in one step, then announce them (GUI thread)."""
+    for layer, colouring, payload in prepared:
+        if _layer_type(layer) == "labels":
+            layer.colormap = payload
+        else:
+            layer.face_color = payload
+        layer.metadata[keys.COLOURING] = colouring.what
+        layer.metadata[keys.COLOURING_DATA] = colouring
+    for layer, colouring, _ in prepared:
+        colouring_event(layer)(value=colouring.what)
+    return prepared[0][1]
+
+
+def layer_colouring(layer: Layer | None) -> Colouring | None:
+    """The colouring shown on a result layer (kept from when it was painted), or None."""
+    results = layer_results(layer)
+    if results is None:
+        return None
+    what = layer.metadata.get(keys.COLOURING, DOMINANT)
+    cached = layer.metadata.get(keys.COLOURING_DATA)
+    if cached is not None and cached.what == what:
+        return cached
+    colouring = compute_colouring(results, what)
+    layer.metadata[keys.COLOURING_DATA] = colouring
     return colouring
+
+
+def color_by(
+    layer: Layer, what: str = DOMINANT, *, linked: bool = True, background: bool = False
+):
+    """Recolour a result layer by ``what``: ``"dominant_topic"``, a topic or ``"weight:<mod>"``.
+
+    Only the stored results are read; nothing is refitted, and the layer is not rebuilt:
+    its colormap (labels) or face colours (points, shapes) are replaced in one step. With
+    ``linked``, the other layers :func:`add_result_layers` made for the same run (labels
+    and centroid points) are recoloured too.
+
+    Parameters
+    ----------
+    background
+        Compute the colours in a napari thread worker and apply them on the GUI thread
+        when ready (for large runs: the viewer stays responsive). Returns the started
+        worker instead of the colouring; checks still raise at once.
+
+    Raises
+    ------
+    TopomicsInputError
+        For a layer without a run, or a choice the run does not have.
+    """
+    if not background:
+        prepared = _prepare(layer, what, linked)
+        layer.metadata[_REQUESTED] = what  # only once the choice is known to be valid
+        return _apply(prepared)
+    results = layer_results(layer)
+    if results is None or what not in colouring_choices(results):
+        _prepare(layer, what, linked)  # raises the message
+    _check_paintable(layer, results)
+    from napari.qt.threading import create_worker
+
+    layer.metadata[_REQUESTED] = what
+    worker = create_worker(_prepare, layer, what, linked, _start_thread=False)
+
+    def apply_latest(prepared: list) -> None:
+        # a later request supersedes this one: colours computed out of order are dropped
+        if layer.metadata.get(_REQUESTED) == what:
+            _apply(prepared)
+
+    worker.returned.connect(apply_latest)
+    worker.start()
+    return worker
 
 
 def _run_metadata(results: TopicResults, role: str | None, what: str) -> dict[str, Any]:
@@ -194,7 +268,8 @@ def _attach(layer: Layer, results: TopicResults, what: str) -> None:
 def restore_layer(layer: Layer) -> None:
     """Undo :func:`add_result_layers` on a layer of the user's that it coloured in place."""
     original = layer.metadata.pop(keys.ORIGINAL, None)
-    for key in (keys.RESULTS, keys.COLOURING, keys.RUN, keys.REGION, keys.LINKED):
+    for key in (keys.RESULTS, keys.COLOURING, keys.COLOURING_DATA, keys.RUN, keys.REGION,
+                keys.LINKED, _REQUESTED):
         layer.metadata.pop(key, None)
     if original is None:
         return
@@ -251,6 +326,17 @@ def _centroid_layer(viewer: napari.Viewer, results: TopicResults, what: str, siz
     )
 
 
+def check_points_size(results: TopicResults) -> None:
+    """Refuse a centroid points layer napari could not keep interactive (see MAX_POINTS)."""
+    n = len(results.proportions)
+    if n > MAX_POINTS:
+        raise TopomicsInputError(
+            f"Run {results.run_name!r} has {n:,} cells; napari stays interactive with at most "
+            f"{MAX_POINTS:,} points, so its cells are not shown as centroid points. Paint it on "
+            f"the labels layer of its element ({results.region!r}) instead."
+        )
+
+
 def _point_size(results: TopicResults) -> float:
     xy = results.coordinates.to_numpy() if results.coordinates is not None else np.zeros((1, 2))
     if len(xy) < 2:
@@ -290,7 +376,8 @@ def add_result_layers(
         The coloured layers (labels first, then points).
     """
     # every check first: a run that cannot be painted changes nothing
-    compute_colouring(results, colouring)
+    if colouring not in colouring_choices(results):
+        compute_colouring(results, colouring)  # raises the message
     target = labels_layer
     if target is None:
         target = _find_role(viewer, results, _LABELS)
@@ -306,6 +393,8 @@ def add_result_layers(
             f"Run {results.run_name!r} has no cell coordinates, so it cannot be shown as "
             "points; paint it on the labels layer of its element instead."
         )
+    if points and _find_role(viewer, results, _POINTS) is None:
+        check_points_size(results)
     if target is None and source is not None:
         target = _copy_layer(viewer, source, results, colouring)
     out = []
@@ -354,6 +443,7 @@ def result_layer_data(
                 f"Run {results.run_name!r} has neither its element {results.region!r} in "
                 "the store nor cell coordinates; nothing to draw."
             )
+        check_points_size(results)
         data = results.coordinates[["y", "x"]].to_numpy(np.float64)
         kwargs: dict[str, Any] = {"size": _point_size(results), "border_width": 0,
                                   "metadata": {}}
@@ -365,6 +455,7 @@ def result_layer_data(
         ids = None if layer_type == "labels" else kwargs["features"]["index"].to_numpy()
     meta = {k: v for k, v in kwargs["metadata"].items()}
     meta.update(_run_metadata(results, role, colouring))
+    meta[keys.COLOURING_DATA] = colour
     kwargs["metadata"] = meta
     kwargs["name"] = f"{results.run_name}: {results.region}"
     if layer_type == "labels":
