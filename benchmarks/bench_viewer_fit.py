@@ -1,0 +1,111 @@
+"""Training inside the viewer against the same fit headless (issue 19, item 3).
+
+The demo tissue (1,500 cells by default) is fitted with the options the *Topic model*
+widget builds from its form (``build_config``: same topics, epochs, batch size, threads,
+seed), first headless (``workflow.fit_tissue`` on the main thread, no event loop), then
+through the widget in a real, shown viewer (its worker thread, progress bar, ELBO curve).
+One short headless fit first imports and warms everything, so neither timed fit pays it.
+Run under ``xvfb-run -a`` on a headless machine::
+
+    xvfb-run -a python benchmarks/bench_viewer_fit.py [--cells 1500 --epochs 150]
+
+Prints ``headless_s=``, ``viewer_s=`` (Run pressed → results painted) and
+``viewer_over_headless=`` (target ≤ 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+
+import torch  # noqa: F401  (before Qt)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import machine, quiet  # noqa: E402
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cells", type=int, default=1500)
+    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--switch-interval", type=float, default=-1.0,
+                   help="the widget's thread switch interval in s (default: the widget's own; "
+                        "0 keeps Python's)")
+    p.add_argument("--progress-interval", type=float, default=None,
+                   help="the widget's progress interval in s (default: the widget's own)")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    quiet()
+    import napari
+    from qtpy.QtCore import QTimer
+
+    from napari_topomics.datasets import demo
+    from napari_topomics.plugin._fit_options import build_config
+    from napari_topomics.plugin._fit_widget import TopicModelWidget
+    from napari_topomics.plugin._reader import sdata_to_layer_data
+    from napari_topomics.workflow import fit_tissue
+
+    sdata = demo(n_cells=args.cells)
+    viewer = napari.Viewer(show=True, title="bench_viewer_fit")
+    for data, kwargs, layer_type in sdata_to_layer_data(sdata):
+        viewer._add_layer_from_data(data, kwargs, layer_type)
+    tmp = tempfile.TemporaryDirectory(prefix="bench_viewer_fit_")
+    widget = TopicModelWidget(viewer, values_path=os.path.join(tmp.name, "v.json"))
+    viewer.window.add_dock_widget(widget, name="Topic model")
+    widget.form.n_epochs.setValue(args.epochs)
+    widget.form.threads.setValue(args.threads)
+    if args.switch_interval >= 0:
+        widget.switch_interval = args.switch_interval or None
+    if args.progress_interval is not None:
+        widget.progress_interval = args.progress_interval
+    if widget.problem:
+        raise SystemExit(f"the widget refuses to run: {widget.problem}")
+    config = build_config(widget.form.values(), widget.source)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or threads)
+    fit_tissue(widget.source.sdata, dataclasses.replace(config, n_epochs=2))  # warm-up
+    start = time.perf_counter()
+    fit_tissue(widget.source.sdata, config)
+    headless_s = time.perf_counter() - start
+    torch.set_num_threads(threads)
+
+    timing: dict[str, float] = {}
+    done = widget._on_done
+
+    def timed_done(result) -> None:
+        done(result)
+        timing["viewer_s"] = time.perf_counter() - timing["start"]
+        timing["ok"] = float(result.outcome is not None)
+        QTimer.singleShot(300, viewer.close)
+
+    widget._on_done = timed_done  # run() hands this to the worker
+
+    def press_run() -> None:
+        timing["start"] = time.perf_counter()
+        widget.run()
+
+    QTimer.singleShot(1000, press_run)
+    napari.run()
+    if not timing.get("ok"):
+        raise SystemExit("the widget's fit did not finish")
+    print(f"# bench_viewer_fit: {args.cells} cells, {config.n_topics} topics, "
+          f"{config.n_epochs} epochs, batch {config.batch_size}, {config.threads} thread(s); "
+          f"switch interval {widget.switch_interval}, progress interval "
+          f"{widget.progress_interval}; {machine()}; load {os.getloadavg()[0]:.2f}")
+    print(f"headless_s={headless_s:.2f}")
+    print(f"viewer_s={timing['viewer_s']:.2f}")
+    print(f"viewer_over_headless={timing['viewer_s'] / headless_s:.3f}")
+
+
+
+if __name__ == "__main__":
+    main()
