@@ -221,6 +221,7 @@ def fit_tissue(
 
     config.validate()
     device = resolve_device(config.device)
+    distributed = config.distributed_kwargs()
     tissue = prepare_tissue(source, config, source_label)
     torch.set_num_threads(config.threads or default_threads())
     scvi.settings.seed = config.seed
@@ -239,9 +240,9 @@ def fit_tissue(
         enable_model_summary=False,
         enable_checkpointing=False,
         **device.train_kwargs(),
-        **config.distributed_kwargs(),
+        **distributed,
     )
-    if config.distributed_kwargs() and not is_global_zero():
+    if distributed and not is_global_zero():
         return FitOutcome(results=None, model=model, tissue=tissue, stopped=monitor.stopped)
     results = TopicResults.from_model(
         model,
