@@ -53,7 +53,8 @@ def test_full_run_paints_the_cells(viewer, qtbot, tmp_path):
     assert widget.job is not None
     assert not widget.run_button.isEnabled() and widget.stop_button.isEnabled()
     assert not widget.form.isEnabled() and not widget.save_button.isEnabled()
-    assert any(d.startswith("Topic model") for d in _progress_descs())  # activity dock
+    # not in napari's activity dock: its spinner would repaint the window while training
+    assert not any(d.startswith("Topic model") for d in _progress_descs())
     wait_done(qtbot, widget)
 
     assert widget.result.ok, widget.message.text()
@@ -124,17 +125,14 @@ def test_stop_mid_run_changes_nothing(viewer, qtbot, tmp_path):
     assert not any(d.startswith("Topic model") for d in _progress_descs())
 
 
-def test_activity_dock_cancel_and_worker_quit_stop_training(viewer, qtbot, tmp_path):
-    from napari.utils import progress
-
+def test_stop_button_and_worker_quit_stop_training(viewer, qtbot, tmp_path):
     labels = add_tissue(viewer)
     widget = make_widget(viewer, tmp_path / "v.json")
     quick(widget, epochs=2000, topics=3, batch_size=16)
     widget.run()
     job = widget.job
     qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=60_000)
-    [pbar] = [p for p in progress._all_instances if p.desc.startswith("Topic model")]
-    pbar.cancel()  # the activity dock's cancel button
+    qtbot.mouseClick(widget.stop_button, Qt.MouseButton.LeftButton)
     assert wait_done(qtbot, widget, timeout=30) < 10
     assert job.stop_polls == 1 and widget.result.stopped
 
@@ -243,3 +241,43 @@ def test_save_demo_without_store_writes_a_new_one(viewer, qtbot, tmp_path, monke
     assert sorted(back.tables) == ["table", "topomics_demo-run"]
     np.testing.assert_allclose(back.tables["topomics_demo-run"].X,
                                widget.saved["results"].proportions.to_numpy(), rtol=1e-6)
+
+
+def test_training_repaints_the_window_only_with_progress(make_napari_viewer, qtbot, tmp_path):
+    """While training, the shown window repaints only when progress arrives.
+
+    Every repaint of napari's main window runs with the GIL held (software GL under Xvfb
+    takes ~9 ms), so a spinner animating at ~30 frames/s slowed the fit itself ~2x.
+    """
+    import time
+
+    from qtpy.QtCore import QEvent, QObject
+
+    viewer = make_napari_viewer(show=True)
+    add_tissue(viewer)
+    widget = make_widget(viewer, tmp_path / "v.json")
+    quick(widget, epochs=5000, topics=3, batch_size=16)
+    counts = {"updates": 0, "events": 0}
+
+    class CountUpdates(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.UpdateRequest:
+                counts["updates"] += 1
+            return False
+
+    window = viewer.window._qt_window
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress_bar.value() > 0, timeout=60_000)
+    widget.worker.yielded.connect(lambda _ev: counts.__setitem__("events", counts["events"] + 1))
+    counter = CountUpdates()
+    window.installEventFilter(counter)
+    start = time.perf_counter()
+    qtbot.wait(4000)
+    window.removeEventFilter(counter)
+    seconds = time.perf_counter() - start
+    widget.stop()
+    wait_done(qtbot, widget, timeout=30)
+    assert counts["events"] >= 2  # progress did arrive meanwhile
+    per_second = counts["updates"] / seconds
+    assert per_second <= 4 / widget.progress_interval, counts  # a spinner: ~30/s
+    assert counts["updates"] <= 4 * counts["events"] + 2, counts

@@ -113,7 +113,6 @@ class FitJob:
         self.after_fit = after_fit
         self._fit = fit
         self._stop = threading.Event()
-        self.extra_stop: Callable[[], bool] | None = None
         self.last_event: ProgressEvent | None = None
         #: Polls answered "stop" (1 when training ended at the first minibatch after Stop).
         self.stop_polls = 0
@@ -129,9 +128,6 @@ class FitJob:
 
     def should_stop(self) -> bool:
         """Polled by the training loop after every minibatch."""
-        extra = self.extra_stop
-        if not self._stop.is_set() and extra is not None and extra():
-            self._stop.set()
         if self._stop.is_set():
             self.stop_polls += 1
             return True
