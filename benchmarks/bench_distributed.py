@@ -14,7 +14,7 @@ Every figure is printed as a ``name=value`` line. Each fit runs in fresh process
 script re-run with ``--worker``); the data is simulated once and written to an ``.h5ad``.
 
 Usage: ``python benchmarks/bench_distributed.py [--part speed|nodes|memory|all]
-[--cells 5000] [--epochs 30] [--memory-cells 200000]``
+[--cells 5000] [--epochs 30] [--memory-cells 200000] [--batch-size 128]``
 """
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def worker(args) -> int:
     clock = EpochClock()
     kwargs: dict = {"max_epochs": args.epochs, "enable_progress_bar": False,
                     "enable_model_summary": False, "enable_checkpointing": False,
-                    "accelerator": "cpu", "callbacks": [clock]}
+                    "accelerator": "cpu", "callbacks": [clock],
+                    "batch_size": args.batch_size}
     if args.devices * args.num_nodes > 1:
         kwargs.update(strategy="ddp", devices=args.devices, num_nodes=args.num_nodes)
     start = time.perf_counter()
@@ -126,14 +127,14 @@ def free_port() -> int:
 
 
 def launch(out: Path, data: Path, epochs: int, devices: int = 1, nodes: int = 1,
-           theta: bool = True) -> list[dict]:
+           theta: bool = True, batch_size: int = 128) -> list[dict]:
     """Run a fit in fresh processes (``nodes`` loopback nodes); every rank's figures."""
     out.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
     base["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(out), "--data",
            str(data), "--epochs", str(epochs), "--devices", str(devices), "--num-nodes",
-           str(nodes)] + (["--theta"] if theta else [])
+           str(nodes), "--batch-size", str(batch_size)] + (["--theta"] if theta else [])
     port = str(free_port())
     procs = []
     for node in range(nodes):
@@ -157,8 +158,8 @@ def speed_and_nodes(args, tmp: Path) -> None:
     print(f"simulated_cells={args.cells} features={sum(SIZES.values())} "
           f"simulate_s={time.perf_counter() - start:.1f}")
     if args.part in ("speed", "all"):
-        single = launch(tmp / "single", data, args.epochs)[0]
-        two = launch(tmp / "two", data, args.epochs, devices=2)
+        single = launch(tmp / "single", data, args.epochs, batch_size=args.batch_size)[0]
+        two = launch(tmp / "two", data, args.epochs, devices=2, batch_size=args.batch_size)
         print(f"single_theta_r={single['theta_r']:.4f}")
         print(f"ddp2_theta_r={two[0]['theta_r']:.4f}")
         print(f"single_s_per_epoch={single['s_per_epoch']:.3f}")
@@ -172,7 +173,7 @@ def speed_and_nodes(args, tmp: Path) -> None:
         print(f"single_train_wall_s={single['train_wall_s']:.1f}")
         print(f"ddp2_train_wall_s={two[0]['train_wall_s']:.1f}")
     if args.part in ("nodes", "all"):
-        nodes = launch(tmp / "nodes", data, args.epochs, nodes=2)
+        nodes = launch(tmp / "nodes", data, args.epochs, nodes=2, batch_size=args.batch_size)
         print(f"nodes2_world={nodes[0]['world']}")
         print(f"nodes2_theta_r={nodes[0]['theta_r']:.4f}")
         print(f"nodes2_s_per_epoch={nodes[0]['s_per_epoch']:.3f}")
@@ -203,6 +204,8 @@ def main() -> int:
     parser.add_argument("--cells", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--memory-cells", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="cells per minibatch and process (speed and nodes parts)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--write", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -220,7 +223,7 @@ def main() -> int:
 
     single_thread()
     print(f"# bench_distributed: {machine()}; each process 1 torch thread, gloo, "
-          f"batch_size 128 per process")
+          f"batch_size {args.batch_size} per process")
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         if args.part != "memory":
