@@ -34,12 +34,33 @@ def simulated(n_cells: int, seed: int = 0):
     return mdata, truth
 
 
-def build(mode: str, n_cells: int):
+def write_lazy_input(path: Path, n_cells: int) -> None:
+    """The simulated tissue as one ``.h5ad`` (modalities side by side) for ``--lazy``."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    mdata, _ = simulated(n_cells)
+    mods = [mdata.mod[m] for m in MODALITIES]
+    X = sp.hstack([sp.csr_matrix(a.X) for a in mods], format="csr", dtype=np.float32)
+    var = pd.DataFrame(index=np.concatenate([a.var_names for a in mods]))
+    first = mods[0]
+    ad.AnnData(X=X, obs=first.obs[["batch"]].copy(), var=var,
+               obsm={"spatial": np.asarray(first.obsm["spatial"])}).write_h5ad(path)
+
+
+def build(mode: str, n_cells: int, lazy: str | None = None):
     from napari_topomics.models import MultimodalAmortizedLDA
 
     mdata, truth = simulated(n_cells)
     data = {m: mdata.mod[m] for m in MODALITIES}
     kwargs: dict = {"n_topics": 4, "n_hidden": 32, "likelihoods": LIKELIHOODS}
+    if lazy:  # one AnnData whose matrix stays on disk
+        from napari_topomics.io import open_lazy
+
+        data = open_lazy(lazy)
+        kwargs.update(modalities=list(MODALITIES),
+                      n_inputs_modalities=[mdata.mod[m].n_vars for m in MODALITIES])
     parts = set(mode.split("+"))  # e.g. "gcn+covariates"
     if "covariates" in parts:
         kwargs["categorical_covariate_keys"] = ["batch"]
@@ -84,6 +105,13 @@ class SeenCells:
         return _Seen()
 
 
+def _share(model) -> np.ndarray:
+    """``[start, stop, rows held]`` of the rank's share of a lazy matrix, else empty."""
+    share = model.training_share
+    return np.zeros(0) if share is None else np.array([share.start, share.stop,
+                                                        share.held.size])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -96,6 +124,7 @@ def main() -> int:
     parser.add_argument("--fail-rank", type=int, default=-1)
     parser.add_argument("--hang", action="store_true", help="the failing rank hangs instead")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--lazy", help="open this .h5ad lazily (write_lazy_input)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -108,7 +137,7 @@ def main() -> int:
     scvi.settings.seed = 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, truth = build(args.mode, args.cells)
+    model, truth = build(args.mode, args.cells, args.lazy)
     train: dict = {"max_epochs": args.epochs, "batch_size": args.batch_size,
                    "enable_progress_bar": False, "enable_model_summary": False,
                    "enable_checkpointing": False, "accelerator": "cpu"}
@@ -130,7 +159,8 @@ def main() -> int:
                         for v in model.module.state_dict().values()]).numpy()
     np.savez(out / f"rank{rank}.npz", params=params, theta=model.get_cell_topic_dist(),
              true_theta=truth.theta, world=model.trainer.world_size,
-             seen=np.concatenate(seen.cells), train_indices=model.train_indices)
+             seen=np.concatenate(seen.cells), train_indices=model.train_indices,
+             share=_share(model), lazy_after=type(model.adata.X).__name__)
     if rank == 0:
         model.save(out / "model", overwrite=True)
         history = {k: v.iloc[:, 0] for k, v in model.history.items()}

@@ -191,3 +191,57 @@ def test_one_process_options_mean_an_ordinary_fit():
     assert (settings.devices, settings.num_nodes, settings.world_size) == (2, 3, 6)
     assert settings.timeout_s == 45.0
     assert issubclass(DistributedTrainingError, RuntimeError)
+
+
+@pytest.fixture(scope="module")
+def lazy_fits(tmp_path_factory):
+    """The 600-cell fit of ``fits`` from an ``.h5ad`` opened lazily, in two processes."""
+    sys.path.insert(0, str(WORKER.parent))
+    from ddp_worker import write_lazy_input
+
+    root = tmp_path_factory.mktemp("ddp_lazy")
+    write_lazy_input(root / "tissue.h5ad", 600)
+    done = run_worker(root / "ddp", "--devices", "2", "--epochs", "30", "--batch-size", "32",
+                      "--lazy", str(root / "tissue.h5ad"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root
+
+
+def test_lazy_ranks_hold_and_train_on_their_own_half_of_the_cells(lazy_fits):
+    rank0, rank1 = ranks(lazy_fits / "ddp", 2)
+    (a0, b0, held0), (a1, b1, held1) = rank0["share"], rank1["share"]
+    assert (a0, b0, a1, b1) == (0, 300, 300, 600)
+    assert held0 == held1 == 300  # non-spatial: no neighbour rows
+    seen0, seen1 = rank0["seen"], rank1["seen"]
+    assert ((seen0 >= a0) & (seen0 < b0)).all() and ((seen1 >= a1) & (seen1 < b1)).all()
+    assert len(seen0) == len(seen1)  # both ranks take the same number of steps
+    train = set(rank0["train_indices"].tolist())
+    assert set(seen0.tolist()) | set(seen1.tolist()) <= train
+    assert len(set(seen0.tolist()) | set(seen1.tolist())) >= len(train) - 20
+    assert str(rank0["lazy_after"]) == str(rank1["lazy_after"]) == "_CSRDataset"
+
+
+def test_lazy_two_process_fit_matches_the_in_memory_fits(lazy_fits, fits):
+    rank0, rank1 = ranks(lazy_fits / "ddp", 2)
+    np.testing.assert_array_equal(rank0["params"], rank1["params"])
+    np.testing.assert_array_equal(rank0["theta"], rank1["theta"])
+    single = ranks(fits / "single", 1)[0]
+    r_single = matched_theta_correlation(single["theta"], single["true_theta"])
+    r_lazy = matched_theta_correlation(rank0["theta"], rank0["true_theta"])
+    assert r_lazy >= r_single - 0.03, (r_single, r_lazy)
+    assert rank0["theta"].shape == single["theta"].shape  # θ for every cell, not a share
+
+
+def test_lazy_two_process_spatial_gcn_holds_its_share_and_the_neighbours(tmp_path):
+    sys.path.insert(0, str(WORKER.parent))
+    from ddp_worker import write_lazy_input
+
+    write_lazy_input(tmp_path / "tissue.h5ad", 400)
+    done = run_worker(tmp_path / "out", "--devices", "2", "--mode", "gcn", "--epochs", "2",
+                      "--lazy", str(tmp_path / "tissue.h5ad"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = ranks(tmp_path / "out", 2)
+    np.testing.assert_array_equal(rank0["params"], rank1["params"])
+    for r in (rank0, rank1):
+        start, stop, held = r["share"]
+        assert stop - start < held < 400  # the share, its neighbours, not every cell

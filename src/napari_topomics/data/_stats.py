@@ -2,8 +2,10 @@
 
 Every function here reads the registered matrix ``X`` in bounded pieces and never densifies
 it as a whole. Supported inputs: scipy CSR/CSC matrices or arrays (other sparse formats are
-converted to CSR, which does not densify), and dense array-likes that support row slicing
-(numpy arrays, h5py datasets, ...), which are processed in row chunks.
+converted to CSR, which does not densify), anndata's on-disk CSR datasets (an ``.h5ad`` or
+``.zarr`` matrix read lazily, see :mod:`~napari_topomics.data._lazy`), whose rows are read
+in chunks, and dense array-likes that support row slicing (numpy arrays, h5py datasets,
+...), which are processed in row chunks.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._lazy import dataset_indptr, is_sparse_dataset, require_csr_dataset
 
 __all__ = [
     "BlockStats",
@@ -51,9 +55,17 @@ def block_slices(feature_counts: Sequence[int]) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
+def _is_sparse(X) -> bool:
+    """Whether ``X`` is sparse in memory or an on-disk CSR dataset."""
+    return sp.issparse(X) or is_sparse_dataset(X)
+
+
 def _prepare(X):
-    """Return ``X`` as CSR/CSC when sparse, unchanged otherwise."""
-    if sp.issparse(X):
+    """Return ``X`` as CSR/CSC when sparse, unchanged otherwise (on-disk CSR stays lazy)."""
+    if is_sparse_dataset(X):
+        require_csr_dataset(X)
+        return X
+    if _is_sparse(X):
         if X.format in ("csr", "csc"):
             return X
         return X.tocsr()
@@ -87,13 +99,18 @@ def _row_chunks(indptr: np.ndarray, n_rows: int) -> Iterator[tuple[int, int]]:
 def _iter_sparse_block(X, sl: slice) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(rows, local_cols, values)`` of the stored entries of a column block."""
     if X.format == "csr":
-        indptr = X.indptr
+        on_disk = is_sparse_dataset(X)
+        indptr = dataset_indptr(X) if on_disk else X.indptr
         for start, stop in _row_chunks(indptr, X.shape[0]):
-            lo, hi = indptr[start], indptr[stop]
-            idx = X.indices[lo:hi]
+            if on_disk:  # one read of the chunk's rows
+                part = X[start:stop]
+                idx, data = part.indices, part.data
+            else:
+                lo, hi = indptr[start], indptr[stop]
+                idx, data = X.indices[lo:hi], X.data[lo:hi]
             keep = (idx >= sl.start) & (idx < sl.stop)
             rows = np.repeat(np.arange(start, stop), np.diff(indptr[start : stop + 1]))
-            yield rows[keep], idx[keep] - sl.start, X.data[lo:hi][keep]
+            yield rows[keep], idx[keep] - sl.start, data[keep]
     else:  # csc: the block is one contiguous range of stored entries
         indptr = X.indptr[sl.start : sl.stop + 1]
         lo, hi = int(indptr[0]), int(indptr[-1])
@@ -117,7 +134,7 @@ def _iter_dense_rows(X, sl: slice | None = None) -> Iterator[tuple[int, int, np.
 def _block_row_sums(X, sl: slice, transform) -> np.ndarray:
     """Per-row sum of ``transform(values)`` over one column block, as float64."""
     out = np.zeros(X.shape[0], dtype=np.float64)
-    if sp.issparse(X):
+    if _is_sparse(X):
         for rows, _, vals in _iter_sparse_block(X, sl):
             out += np.bincount(rows, weights=transform(vals), minlength=X.shape[0])
     else:
@@ -224,7 +241,7 @@ def block_stats(X, sl: slice) -> BlockStats:
     stats = BlockStats()
     offending: list[np.ndarray] = []
     n_offending = 0
-    if sp.issparse(X):
+    if _is_sparse(X):
         values = (vals for _, _, vals in _iter_sparse_block(X, sl))
     else:
         values = (chunk.ravel() for _, _, chunk in _iter_dense_rows(X, sl))
@@ -276,7 +293,7 @@ def check_finite(X, feature_counts: Sequence[int], modality_names: Sequence[str]
     problems = []
     for name, sl in zip(modality_names, slices, strict=True):
         n_nan = n_inf = 0
-        if sp.issparse(X):
+        if _is_sparse(X):
             chunks = (vals for _, _, vals in _iter_sparse_block(X, sl))
         else:
             chunks = (chunk for _, _, chunk in _iter_dense_rows(X, sl))
@@ -326,7 +343,7 @@ def feature_background_init(
         lib = _block_row_sums(X, sl, _clamp)
     lbar = np.where(lib > 0, lib, 1.0)
     acc = np.zeros(n_feat, dtype=np.float64)
-    if sp.issparse(X):
+    if _is_sparse(X):
         for rows, cols, vals in _iter_sparse_block(X, sl):
             acc += np.bincount(cols, weights=_clamp(vals) / lbar[rows], minlength=n_feat)
     else:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ._lazy import is_lazy_matrix, read_rows
 from ._stats import block_slices
 
 
@@ -124,6 +125,9 @@ def pooled_with_neighbours(X, graph, rows: np.ndarray | None) -> sp.csr_matrix:
     own = sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)),
                         shape=(len(rows), n_obs))
     reach = sp.csr_matrix(graph, dtype=np.float64)[rows] + own  # only the rows asked
+    if is_lazy_matrix(X):  # read only the cells the neighbourhoods touch
+        touched = np.unique(reach.indices)
+        return sp.csr_matrix(reach[:, touched] @ read_rows(X, touched), dtype=np.float64)
     return sp.csr_matrix(reach @ X, dtype=np.float64)
 
 
@@ -193,7 +197,7 @@ def clustered_topic_logits(
         return [None] * len(slices)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n_obs, max_cells, replace=False)) if n_obs > max_cells else None
-    matrix = sp.csr_matrix(X if rows is None else X[rows], dtype=np.float64)
+    matrix = read_rows(X, rows)
     codes = None
     if covariate_codes is not None:
         codes = np.asarray(covariate_codes).reshape(n_obs, -1)

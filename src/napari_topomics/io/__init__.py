@@ -7,6 +7,7 @@ a function needs them.
 from ._destination import check_run_destination
 from ._errors import TopomicsInputError
 from ._inputs import TissueInput, check_count_modalities, load_tissue_input
+from ._lazy_open import open_lazy
 from ._read import SOURCES, detect_source, read_tissue
 from ._results import TopicResults, check_run_name
 from ._store import (
@@ -43,6 +44,7 @@ __all__ = [
     "detect_source",
     "list_runs",
     "list_tables",
+    "open_lazy",
     "load_run_model",
     "load_tissue_input",
     "read_run",

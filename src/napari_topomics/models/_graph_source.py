@@ -17,6 +17,7 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
+from ..data._lazy import is_lazy_matrix, read_rows
 from ..data._neighbour_sampler import NeighbourSampler
 from ..data._registered_graphs import RegisteredGraphs, registered_graphs
 from ..data._smoothing import sgc_features
@@ -28,8 +29,8 @@ SAMPLER_SEED = 0
 
 
 def _rows(matrix, nodes: np.ndarray) -> np.ndarray:
-    """Dense float32 rows of a sparse or dense matrix."""
-    part = matrix[nodes]
+    """Dense float32 rows of a sparse, dense or lazily read matrix."""
+    part = read_rows(matrix, nodes, np.float32) if is_lazy_matrix(matrix) else matrix[nodes]
     part = part.toarray() if sp.issparse(part) else np.asarray(part)
     return np.ascontiguousarray(part, dtype=np.float32)
 
@@ -63,7 +64,15 @@ class GraphSource:
         self.config = config
         self.graphs = graphs
         X = manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        self.X = X.tocsr() if sp.issparse(X) else np.asarray(X)
+        if is_lazy_matrix(X) and config.spatial_mode == "sgc":
+            raise ValueError(
+                "spatial_mode='sgc' smooths the registered matrix of every cell up front, "
+                "which needs it in memory, but it is read lazily from disk here. Use "
+                "spatial_mode='gcn' (neighbourhoods are read as minibatches need them) or "
+                "load the data into memory (adata.X = adata.X.to_memory())."
+            )
+        # a lazily read matrix stays on disk: rows are read as the minibatches need them
+        self.X = X if is_lazy_matrix(X) else X.tocsr() if sp.issparse(X) else np.asarray(X)
         self.cat = _optional(manager, REGISTRY_KEYS.CAT_COVS_KEY)
         self.cont = _optional(manager, REGISTRY_KEYS.CONT_COVS_KEY)
         self.extra = _optional(manager, "encoder_extra")
@@ -137,7 +146,11 @@ class GraphSource:
         out = []
         for A in self.graphs.adjacency:
             rows = A[seeds]
-            summed = rows @ self.X
+            if is_lazy_matrix(self.X):  # read only the neighbours' rows
+                touched = np.unique(rows.indices)
+                summed = rows[:, touched] @ read_rows(self.X, touched, np.float32)
+            else:
+                summed = rows @ self.X
             summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
             degree = np.diff(rows.indptr).astype(np.float32)
             out.append((

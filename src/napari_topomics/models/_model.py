@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 
 import numpy as np
 from anndata import AnnData
@@ -26,10 +27,17 @@ from ._constructor import (
     registered_anndata,
     resolve_likelihoods,
 )
-from ._distributed import failure, parse_distributed, stop_local_ranks, trainer_arguments
+from ._distributed import (
+    failure,
+    launch_rank,
+    parse_distributed,
+    stop_local_ranks,
+    trainer_arguments,
+)
 from ._graph_source import graph_source_for
 from ._heap import retained_heap
 from ._legacy import LegacyInputMixin
+from ._row_shares import registered_matrix_is_lazy, share_for, training_rows
 from ._setup_methods import SetupMixin
 from ._spatial_queries import SpatialQueriesMixin
 from ._splitter import ValidationBatchingSplitter
@@ -82,6 +90,9 @@ class MultimodalAmortizedLDA(
     _training_plan_cls = TopicTrainingPlan
     _data_splitter_cls = ValidationBatchingSplitter
     spatial: bool = False
+    #: The rows the last ``train`` call held in memory when the registered matrix is read
+    #: lazily (a :class:`~napari_topomics.data._lazy.RowShare`); None otherwise.
+    training_share = None
     # BaseModelClass declares setup_anndata abstract and precedes the mixins in the MRO.
     setup_anndata = SetupMixin.__dict__["setup_anndata"]
 
@@ -362,19 +373,36 @@ class MultimodalAmortizedLDA(
         if has_validation:
             kwargs.setdefault("check_val_every_n_epoch", 1)
         kwargs.setdefault("batch_size", 128)
+        share = self._row_share(distributed)
         if distributed is not None:
             kwargs.update(trainer_arguments(distributed, kwargs.get("accelerator", "auto")))
             splitter = dict(kwargs.get("datasplitter_kwargs") or {})
-            splitter["distributed_sampler"] = True
+            if share is None:
+                splitter["distributed_sampler"] = True
+            else:  # a lazy matrix: each rank trains on the share it holds
+                splitter["row_share"] = share
             kwargs["datasplitter_kwargs"] = splitter
             kwargs.setdefault("use_distributed_sampler", False)
         # freed step tensors are reused instead of faulted in afresh (see _heap)
         with retained_heap():
             if topic_init == "kmeans" and not self.is_trained_:
                 start_topics_from_clusters(self)
-            if distributed is None:
-                return self._run_training(**kwargs)
-            return self._run_distributed(distributed, kwargs)
+            with training_rows(self, share) if share is not None else nullcontext():
+                if distributed is None:
+                    return self._run_training(**kwargs)
+                return self._run_distributed(distributed, kwargs)
+
+    def _row_share(self, distributed):
+        """This process's rows of a lazily read matrix (None when it is in memory, or in a
+        backed AnnData, whose minibatches are read from the file)."""
+        if self.adata.isbacked or not registered_matrix_is_lazy(self):
+            return None
+        if distributed is None:
+            return share_for(self, 0, 1)
+        os.environ["_TOPOMICS_DEVICES"] = str(distributed.devices)
+        rank = launch_rank()
+        self.module.expected_rank = rank
+        return share_for(self, rank, distributed.world_size)
 
     def _run_distributed(self, settings, kwargs):
         """Train under DDP; any rank's failure becomes one ``DistributedTrainingError``."""
