@@ -98,6 +98,22 @@ def choose_topics(sdata, path: Path, config: FitConfig, n_topics: list[int], arg
     return sweep.recommended
 
 
+def _check_lazy_fit(kind: str, auto: bool) -> None:
+    from ..io._errors import TopomicsInputError
+
+    if kind != "spatialdata":
+        raise TopomicsInputError(
+            f"--lazy reads a SpatialData zarr store, and this is a {kind} folder: convert "
+            "it once (napari-topomics fit without --lazy writes the store), then fit the "
+            "store with --lazy."
+        )
+    if auto:
+        raise TopomicsInputError(
+            "--topics auto runs a sweep, which reads the table into memory: run "
+            "'napari-topomics sweep' first, then fit the chosen --topics with --lazy."
+        )
+
+
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``fit``; returns the exit status."""
     from ..io._destination import check_run_destination
@@ -122,6 +138,7 @@ def run_fit(args: argparse.Namespace) -> int:
         layers=parse_pairs(args.layer, "--layer"),
         mudata=args.mudata,
         run_name=args.run_name,
+        lazy=args.lazy,
     )
     config.validate()
     if auto and config.distributed_kwargs():
@@ -142,8 +159,13 @@ def run_fit(args: argparse.Namespace) -> int:
     else:
         store = Path(args.output) if args.output else Path.cwd() / f"{path.name}.zarr"
     check_run_destination(store, config.run_name, overwrite=args.overwrite)
-    sdata = read_tissue(path)
-    print(f"Read {kind} data from {path}.", file=sys.stderr)
+    if config.lazy:  # the table's matrix stays on disk; fit_tissue opens the store itself
+        _check_lazy_fit(kind, auto)
+        sdata = path
+        print(f"Opened {path} lazily: the table's matrix is read from disk.", file=sys.stderr)
+    else:
+        sdata = read_tissue(path)
+        print(f"Read {kind} data from {path}.", file=sys.stderr)
     if auto:
         config.n_topics = choose_topics(sdata, path, config, sweep_range, args)
         if config.n_topics is None:

@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace an existing run of the same name")
     fit.add_argument("--report", metavar="DIR",
                      help="also write the run's report (figures + index) into DIR")
+    fit.add_argument("--lazy", action="store_true",
+                     help="leave the table's matrix on disk (a SpatialData store; its var "
+                          "blocks are fitted in order): each training process loads only "
+                          "the cells it trains on (docs/distributed.md)")
     _add_distributed_options(fit)
 
     sweep = sub.add_parser(

@@ -89,12 +89,13 @@ def read_rows(X, rows: np.ndarray | None = None, dtype=np.float64) -> sp.csr_mat
     For a lazily read matrix the rows are read once, sorted, and reordered in memory.
     """
     if rows is None:
-        return sp.csr_matrix(X[0 : X.shape[0]] if is_lazy_matrix(X) else X, dtype=dtype)
+        rows = np.arange(X.shape[0])
     rows = np.asarray(rows, dtype=np.int64)
     if not is_lazy_matrix(X):
         return sp.csr_matrix(X[rows], dtype=dtype)
     order = np.unique(rows)
-    part = sp.csr_matrix(X[order], dtype=dtype)
+    part = X[order]
+    part = sp.csr_matrix(part if sp.issparse(part) else np.asarray(part), dtype=dtype)
     return part[np.searchsorted(order, rows)]
 
 
@@ -112,6 +113,8 @@ def _read_chunk(X, chunk: np.ndarray, dtype) -> sp.csr_matrix:
         part = X[int(chunk[0]) : int(chunk[-1]) + 1]
     else:
         part = X[chunk]
+    if not sp.issparse(part):
+        part = np.asarray(part)  # h5py, zarr or dask rows
     part = sp.csr_matrix(part, dtype=dtype)
     part.sort_indices()
     return part

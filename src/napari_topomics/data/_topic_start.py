@@ -197,7 +197,9 @@ def clustered_topic_logits(
         return [None] * len(slices)
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n_obs, max_cells, replace=False)) if n_obs > max_cells else None
-    matrix = read_rows(X, rows)
+    # counts are exact in float32: the sample is read at half the memory, and each block
+    # is widened to float64 as it is cut out (the sample is freed once they are)
+    matrix = read_rows(X, rows, np.float32)
     codes = None
     if covariate_codes is not None:
         codes = np.asarray(covariate_codes).reshape(n_obs, -1)
@@ -206,7 +208,11 @@ def clustered_topic_logits(
     def corrected(block: sp.csr_matrix) -> sp.csr_matrix:
         return block if codes is None else remove_level_profiles(block, codes)
 
-    blocks = [corrected(matrix[:, sl]) if on else None for sl, on in zip(slices, use, strict=True)]
+    blocks = [
+        corrected(sp.csr_matrix(matrix[:, sl], dtype=np.float64)) if on else None
+        for sl, on in zip(slices, use, strict=True)
+    ]
+    del matrix
     views = list(blocks)  # what the clustering sees: pooled over neighbours where given
     pooled: dict[int, sp.csr_matrix] = {}  # one product per distinct graph
     for m, graph in enumerate(neighbour_graphs or []):

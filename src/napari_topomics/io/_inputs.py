@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,9 +56,12 @@ class TissueInput:
         Where the data came from (a path, or None).
     coordinate_system
         The coordinate system of ``coordinates``.
+    model_setup
+        Extra ``from_data`` arguments: the modality names and feature counts when ``data``
+        is one AnnData whose matrix stays on disk (``fit --lazy``), else empty.
     """
 
-    data: MuData
+    data: MuData | AnnData
     table: str
     element: AnnotatedElement
     instance_ids: np.ndarray
@@ -67,6 +70,7 @@ class TissueInput:
     modalities: list[str]
     source: str | None = None
     coordinate_system: str | None = None
+    model_setup: dict = field(default_factory=dict)
 
 
 def _build_mudata(mods: dict[str, AnnData], obs: pd.DataFrame, xy: np.ndarray) -> MuData:
@@ -193,21 +197,27 @@ def load_tissue_input(
     )
 
 
-def _modality_matrices(data) -> dict[str, object]:
+def _modality_matrices(data, blocks=None) -> dict[str, tuple[object, slice]]:
     from anndata import AnnData
 
     if hasattr(data, "mod"):
-        return {str(k): v.X for k, v in data.mod.items()}
+        return {str(k): (v.X, slice(0, v.n_vars)) for k, v in data.mod.items()}
     if isinstance(data, Mapping):
-        return {str(k): v.X for k, v in data.items()}
+        return {str(k): (v.X, slice(0, v.n_vars)) for k, v in data.items()}
+    if isinstance(data, AnnData) and blocks:
+        return {str(k): (data.X, sl) for k, sl in blocks.items()}
     if isinstance(data, AnnData):
-        return {"rna": data.X}
+        return {"rna": (data.X, slice(0, data.n_vars))}
     raise TopomicsInputError(
         f"Expected a MuData, a dict of AnnData or an AnnData, got {type(data).__name__}."
     )
 
 
-def check_count_modalities(data, likelihoods: Mapping[str, str | None] | None = None) -> None:
+def check_count_modalities(
+    data,
+    likelihoods: Mapping[str, str | None] | None = None,
+    blocks: Mapping[str, slice] | None = None,
+) -> None:
     """Refuse non-count data for modalities that get a count likelihood.
 
     A modality whose likelihood is missing from ``likelihoods`` (or None) gets an inferred
@@ -222,6 +232,8 @@ def check_count_modalities(data, likelihoods: Mapping[str, str | None] | None = 
         A MuData (one modality per mod), a dict of AnnData, or an AnnData (one modality).
     likelihoods
         ``{modality: likelihood}``.
+    blocks
+        ``{modality: column slice}`` of an AnnData holding several modalities side by side.
 
     Raises
     ------
@@ -231,14 +243,14 @@ def check_count_modalities(data, likelihoods: Mapping[str, str | None] | None = 
     """
     from ..data import VALID_LIKELIHOODS, block_stats, normalize_likelihood
 
-    matrices = _modality_matrices(data)
+    matrices = _modality_matrices(data, blocks)
     likelihoods = dict(likelihoods or {})
     for name in likelihoods:
         if name not in matrices:
             raise TopomicsInputError(
                 f"Likelihood given for unknown modality {name!r}; modalities: {list(matrices)}."
             )
-    for name, X in matrices.items():
+    for name, (X, columns) in matrices.items():
         given = likelihoods.get(name)
         try:
             lik = None if given is None else normalize_likelihood(given)
@@ -249,7 +261,7 @@ def check_count_modalities(data, likelihoods: Mapping[str, str | None] | None = 
             ) from None
         if lik == "gaussian":
             continue
-        stats = block_stats(X, slice(0, X.shape[1]))
+        stats = block_stats(X, columns)
         problems = [
             label
             for label, bad in (

@@ -15,7 +15,8 @@ IN_MEMORY_PARTS = ("obs", "var", "uns", "obsm", "obsp", "varm", "varp", "layers"
 def open_lazy(path: str | Path, table: str | None = None) -> AnnData:
     """Open an ``.h5ad`` file, an AnnData ``.zarr`` or a SpatialData store's table lazily.
 
-    ``X`` stays on disk (anndata's CSR dataset, or an h5py/zarr array when dense); ``obs``,
+    ``X`` stays on disk (anndata's CSR dataset; when dense, an h5py dataset or a dask array
+    over the zarr array); ``obs``,
     ``var``, ``obsm``, ``obsp``, ``uns`` and ``layers`` are read into memory. A model built
     on it reads the matrix in chunks, and training loads only the rows each process trains
     on (``docs/distributed.md``). Register ``X``: a registered layer would be in memory.
@@ -61,6 +62,10 @@ def open_lazy(path: str | Path, table: str | None = None) -> AnnData:
     matrix = group["X"]
     if hasattr(matrix, "keys"):  # a sparse matrix is a group of data/indices/indptr
         matrix = ad.io.sparse_dataset(matrix)
+    elif type(matrix).__module__.startswith("zarr"):  # dense: scvi reads dask, not zarr
+        import dask.array as da
+
+        matrix = da.from_zarr(matrix)
     return AnnData(X=matrix, **parts)
 
 

@@ -21,6 +21,8 @@ from scvi import REGISTRY_KEYS
 from torch.utils.data import DataLoader, Sampler
 
 from ..data._lazy import RowShare, is_lazy_matrix, load_rows, row_share
+from ._graph_source import _seed as sampler_seed
+from ._graph_source import graph_source_for
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +59,6 @@ def training_rows(model, share: RowShare):
     Not for an AnnData opened in backed mode, whose matrix cannot be exchanged (it trains
     reading its minibatches from the file).
     """
-    from ._graph_source import graph_source_for
-
     adata = model.adata
     lazy = model.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
     held = load_rows(lazy, share.held)
@@ -144,15 +144,9 @@ def share_loader(splitter, indices: np.ndarray, share: RowShare, shuffle: bool,
             )
         return None
     sampler = ShareBatchSampler(positions, n_cells, batch_size, shuffle,
-                                seed=_seed(), drop_last=shuffle and splitter.drop_last)
+                                seed=sampler_seed(), drop_last=shuffle and splitter.drop_last)
     dataset = splitter.adata_manager.create_torch_dataset(
         indices=indices, load_sparse_tensor=splitter.load_sparse_tensor
     )
     return DataLoader(dataset, sampler=sampler, batch_size=None, shuffle=False,
                       pin_memory=splitter.pin_memory, num_workers=0)
-
-
-def _seed() -> int:
-    from scvi import settings
-
-    return int(settings.seed) if settings.seed is not None else 0

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..io._errors import TopomicsInputError
 from ._device import resolve_device
 from ._spatial import (
@@ -61,6 +63,10 @@ class FitConfig:
         Distributed training (``docs/distributed.md``): processes per node, ``"auto"``
         (DDP when more than one process) or ``"ddp"``, machines, and the seconds a process
         waits for the others before the fit fails.
+    lazy
+        Leave the table's matrix on disk (a SpatialData store whose var blocks are the
+        modalities in order, ``X``, one element): the model reads it in chunks and each
+        training process loads only the rows it trains on (``docs/distributed.md``).
     run_name, n_top
         Name of the run in the store; top features kept per topic and modality.
     model_kwargs
@@ -90,6 +96,7 @@ class FitConfig:
     strategy: str = "auto"
     num_nodes: int | str = 1
     distributed_timeout: float | None = None
+    lazy: bool = False
     run_name: str = "topomics"
     n_top: int = 20
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -105,11 +112,29 @@ class FitConfig:
         if self.threads is not None and self.threads < 1:
             raise TopomicsInputError(f"threads must be at least 1, got {self.threads}.")
         check_graph_options(self.spatial_mode, self.graph, self.n_neighbors, self.radius)
+        if self.lazy:
+            self._check_lazy()
         device = resolve_device(self.device)
         self.distributed_settings(device.accelerator)
         from ..io._results import check_run_name
 
         check_run_name(self.run_name)
+
+    def _check_lazy(self) -> None:
+        given = [name for name, value in (
+            ("mudata", self.mudata), ("layers", self.layers),
+            ("modalities as a table mapping", isinstance(self.modalities, Mapping) or None),
+        ) if value]
+        if given:
+            raise TopomicsInputError(
+                f"lazy reading fits one table's X as stored; it cannot be combined with "
+                f"{', '.join(given)}. Drop --lazy or those options."
+            )
+        if self.spatial and self.spatial_mode == "sgc":
+            raise TopomicsInputError(
+                "spatial_mode 'sgc' smooths every cell's features up front, which needs "
+                "the matrix in memory; use --spatial-mode gcn with --lazy."
+            )
 
     def distributed_settings(self, accelerator: str = "auto"):
         """The checked multi-process options (None for one process).
@@ -166,6 +191,8 @@ def prepare_tissue(source, config: FitConfig, source_label: str | None = None) -
     from ..io._read import read_tissue
 
     is_path = isinstance(source, str | Path)
+    if config.lazy:
+        return _prepare_lazy(source, config, source_label)
     sdata = read_tissue(source) if is_path else source
     if source_label is None:
         where = source if is_path else getattr(sdata, "path", None)
@@ -182,6 +209,25 @@ def prepare_tissue(source, config: FitConfig, source_label: str | None = None) -
         source=source_label,
     )
     check_count_modalities(tissue.data, config.likelihoods)
+    return tissue
+
+
+def _prepare_lazy(source, config: FitConfig, source_label: str | None) -> TissueInput:
+    from ..io._inputs import check_count_modalities
+    from ..io._lazy_input import load_lazy_tissue_input
+
+    if not isinstance(source, str | Path):
+        raise TopomicsInputError("lazy reading needs the path of a SpatialData zarr store.")
+    tissue = load_lazy_tissue_input(
+        source, config.table, element=config.element, modalities=config.modalities,
+        modality_key=config.modality_key, coordinate_system=config.coordinate_system,
+    )
+    if source_label is not None:
+        tissue.source = source_label
+    edges = np.cumsum([0, *tissue.model_setup["n_inputs_modalities"]])
+    blocks = {m: slice(int(a), int(b))
+              for m, a, b in zip(tissue.modalities, edges[:-1], edges[1:], strict=True)}
+    check_count_modalities(tissue.data, config.likelihoods, blocks)
     return tissue
 
 
@@ -270,6 +316,7 @@ def model_arguments(tissue: TissueInput, config: FitConfig, graph) -> dict[str, 
     on the user's table.
     """
     model_kwargs = dict(config.model_kwargs)
+    model_kwargs.update(tissue.model_setup)
     if config.likelihoods:
         # one entry per modality; None entries are inferred by the model
         model_kwargs["likelihoods"] = [config.likelihoods.get(m) for m in tissue.modalities]
