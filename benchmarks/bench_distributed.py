@@ -16,7 +16,7 @@ Every figure is printed as a ``name=value`` line. Each fit runs in fresh process
 script re-run with ``--worker``); the data is simulated once and written to an ``.h5ad``.
 
 Usage: ``python benchmarks/bench_distributed.py [--part speed|nodes|memory|all]
-[--cells 5000] [--epochs 30] [--memory-cells 200000] [--batch-size 128]``
+[--cells 5000] [--epochs 30] [--memory-cells 200000] [--batch-size 128] [--lazy]``
 """
 
 from __future__ import annotations

@@ -15,12 +15,11 @@ from napari_topomics.data._lazy import (
     is_lazy_matrix,
     load_rows,
     read_rows,
-    row_share,
-    with_neighbours,
+    times_rows,
 )
 from napari_topomics.data._topic_start import pooled_with_neighbours
 from napari_topomics.io import TopomicsInputError, open_lazy
-from napari_topomics.models._row_shares import ShareBatchSampler
+from napari_topomics.models._row_shares import ShareBatchSampler, share_loader
 
 COUNTS = [7, 5]
 
@@ -111,18 +110,36 @@ def test_pooled_neighbourhoods_of_a_lazy_matrix_equal_the_in_memory_ones(on_disk
                                pooled_with_neighbours(X, graph, rows).toarray())
 
 
-def test_shares_tile_the_cells_and_neighbour_rings_grow_them():
+def test_shares_tile_the_cells():
     edges = [contiguous_share(10, r, 3) for r in range(3)]
     assert edges == [(0, 3), (3, 7), (7, 10)]
     assert RowShare.shares(7, 2) == [(0, 4), (4, 7)]
-    chain = sp.diags([np.ones(9), np.ones(9)], [-1, 1], shape=(10, 10), format="csr")
-    np.testing.assert_array_equal(with_neighbours(np.array([4]), [chain], 2), [2, 3, 4, 5, 6])
-    share = row_share(10, 1, 2, [chain], hops=1)
-    assert (share.start, share.stop) == (5, 10)
-    np.testing.assert_array_equal(share.held, [4, 5, 6, 7, 8, 9])
+    share = RowShare(1, 2, 5, 10, np.arange(4, 10))
     assert share.owns(np.array([4, 5, 9])).tolist() == [False, True, True]
     with pytest.raises(ValueError, match="rank 2"):
         contiguous_share(10, 2, 2)
+
+
+def test_times_rows_reads_only_what_the_weights_touch(on_disk, monkeypatch):
+    from napari_topomics.data import _lazy
+
+    X, adata = on_disk
+    weights = sp.csr_matrix(([1.0, 2.0], ([0, 1], [3, 250])), shape=(2, X.shape[0]))
+    asked = []
+    real = _lazy.read_rows
+    monkeypatch.setattr(_lazy, "read_rows", lambda M, rows, dtype: asked.append(rows) or
+                        real(M, rows, dtype))
+    np.testing.assert_allclose(times_rows(weights, adata.X).toarray(),
+                               (weights @ X).toarray())
+    assert [list(r) for r in asked] == [[3, 250]]
+
+
+def test_a_process_given_another_rank_than_it_loaded_fails_clearly():
+    from types import SimpleNamespace
+
+    splitter = SimpleNamespace(trainer=SimpleNamespace(global_rank=1))
+    with pytest.raises(RuntimeError, match="rows of rank 0 but Lightning made it rank 1"):
+        share_loader(splitter, np.arange(10), RowShare(0, 2, 0, 5, np.arange(5)), True, 4)
 
 
 def test_share_sampler_reshuffles_within_its_share_and_keeps_the_count():

@@ -63,40 +63,26 @@ def contiguous_share(n_obs: int, rank: int, world_size: int) -> tuple[int, int]:
     return int(edges[rank]), int(edges[rank + 1])
 
 
-def with_neighbours(rows: np.ndarray, adjacencies, hops: int) -> np.ndarray:
-    """``rows`` and every cell within ``hops`` edges of them in any of ``adjacencies``."""
-    held = np.zeros(adjacencies[0].shape[0], dtype=bool) if adjacencies else None
-    if held is None or hops < 1:
-        return np.unique(rows)
-    held[rows] = True
-    frontier = np.unique(rows)
-    for _ in range(hops):
-        reached = np.zeros_like(held)
-        for A in adjacencies:
-            A = sp.csr_matrix(A)
-            reached[A[frontier].indices] = True
-        new = reached & ~held
-        held |= new
-        frontier = np.flatnonzero(new)
-        if frontier.size == 0:
-            break
-    return np.flatnonzero(held)
-
-
 def read_rows(X, rows: np.ndarray | None = None, dtype=np.float64) -> sp.csr_matrix:
     """``X[rows]`` (all rows when None) as an in-memory CSR matrix, in the order asked.
 
     For a lazily read matrix the rows are read once, sorted, and reordered in memory.
     """
-    if rows is None:
-        rows = np.arange(X.shape[0])
-    rows = np.asarray(rows, dtype=np.int64)
+    rows = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
     if not is_lazy_matrix(X):
         return sp.csr_matrix(X[rows], dtype=dtype)
     order = np.unique(rows)
-    part = X[order]
-    part = sp.csr_matrix(part if sp.issparse(part) else np.asarray(part), dtype=dtype)
-    return part[np.searchsorted(order, rows)]
+    if order.size == 0:
+        return sp.csr_matrix((0, X.shape[1]), dtype=dtype)
+    return _read_chunk(X, order, dtype)[np.searchsorted(order, rows)]
+
+
+def times_rows(weights: sp.csr_matrix, X, dtype=np.float64):
+    """``weights @ X``; of a lazily read ``X`` only the rows ``weights`` touches are read."""
+    if not is_lazy_matrix(X):
+        return weights @ X
+    touched = np.unique(weights.indices)
+    return weights[:, touched] @ read_rows(X, touched, dtype)
 
 
 def _stored_per_row(X) -> np.ndarray | None:
@@ -185,10 +171,3 @@ class RowShare:
     def shares(n_obs: int, world_size: int) -> list[tuple[int, int]]:
         """Every rank's ``[start, stop)``."""
         return [contiguous_share(n_obs, r, world_size) for r in range(world_size)]
-
-
-def row_share(n_obs: int, rank: int, world_size: int, adjacencies=(), hops: int = 0) -> RowShare:
-    """The :class:`RowShare` of ``rank``; ``hops`` neighbour rings are held beside it."""
-    start, stop = contiguous_share(n_obs, rank, world_size)
-    held = with_neighbours(np.arange(start, stop), list(adjacencies), hops)
-    return RowShare(rank, world_size, start, stop, held)

@@ -65,7 +65,7 @@ def _prepare(X):
     if is_sparse_dataset(X):
         require_csr_dataset(X)
         return X
-    if _is_sparse(X):
+    if sp.issparse(X):
         if X.format in ("csr", "csc"):
             return X
         return X.tocsr()

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ._lazy import is_lazy_matrix, read_rows
+from ._lazy import read_rows, times_rows
 from ._stats import block_slices
 
 
@@ -125,10 +125,7 @@ def pooled_with_neighbours(X, graph, rows: np.ndarray | None) -> sp.csr_matrix:
     own = sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)),
                         shape=(len(rows), n_obs))
     reach = sp.csr_matrix(graph, dtype=np.float64)[rows] + own  # only the rows asked
-    if is_lazy_matrix(X):  # read only the cells the neighbourhoods touch
-        touched = np.unique(reach.indices)
-        return sp.csr_matrix(reach[:, touched] @ read_rows(X, touched), dtype=np.float64)
-    return sp.csr_matrix(reach @ X, dtype=np.float64)
+    return sp.csr_matrix(times_rows(reach, X), dtype=np.float64)
 
 
 def clustered_topic_logits(

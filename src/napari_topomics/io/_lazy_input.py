@@ -69,7 +69,7 @@ def load_lazy_tissue_input(
     name = resolve_table(sdata, table)
     adata = sdata.tables[name]
     ae, rows, obs_names, ids = table_cells(sdata, name, element)
-    if rows.size != adata.n_obs or not np.array_equal(rows, np.arange(adata.n_obs)):
+    if not np.array_equal(rows, np.arange(adata.n_obs)):
         raise TopomicsInputError(
             f"--lazy fits every row of table {name!r} in place, but {adata.n_obs - rows.size} "
             f"of its {adata.n_obs} rows annotate another element than {ae.name!r}; fit "

@@ -17,7 +17,7 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 
-from ..data._lazy import is_lazy_matrix, read_rows
+from ..data._lazy import is_lazy_matrix, read_rows, times_rows
 from ..data._neighbour_sampler import NeighbourSampler
 from ..data._registered_graphs import RegisteredGraphs, registered_graphs
 from ..data._smoothing import sgc_features
@@ -71,8 +71,11 @@ class GraphSource:
                 "spatial_mode='gcn' (neighbourhoods are read as minibatches need them) or "
                 "load the data into memory (adata.X = adata.X.to_memory())."
             )
-        # a lazily read matrix stays on disk: rows are read as the minibatches need them
-        self.X = X if is_lazy_matrix(X) else X.tocsr() if sp.issparse(X) else np.asarray(X)
+        if sp.issparse(X):
+            X = X.tocsr()
+        elif not is_lazy_matrix(X):  # a lazy matrix stays on disk; rows are read as needed
+            X = np.asarray(X)
+        self.X = X
         self.cat = _optional(manager, REGISTRY_KEYS.CAT_COVS_KEY)
         self.cont = _optional(manager, REGISTRY_KEYS.CONT_COVS_KEY)
         self.extra = _optional(manager, "encoder_extra")
@@ -146,11 +149,7 @@ class GraphSource:
         out = []
         for A in self.graphs.adjacency:
             rows = A[seeds]
-            if is_lazy_matrix(self.X):  # read only the neighbours' rows
-                touched = np.unique(rows.indices)
-                summed = rows[:, touched] @ read_rows(self.X, touched, np.float32)
-            else:
-                summed = rows @ self.X
+            summed = times_rows(rows, self.X, np.float32)  # only the neighbours' rows
             summed = summed.toarray() if sp.issparse(summed) else np.asarray(summed)
             degree = np.diff(rows.indptr).astype(np.float32)
             out.append((

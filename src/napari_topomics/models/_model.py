@@ -341,6 +341,8 @@ class MultimodalAmortizedLDA(
             kwargs.pop("num_nodes", None), kwargs.pop("distributed_timeout", None),
             kwargs.get("accelerator", args[1] if len(args) > 1 else "auto"),
         )
+        if distributed is not None:  # launch_rank() reads it before Lightning sets the ranks
+            os.environ["_TOPOMICS_DEVICES"] = str(distributed.devices)
         names = [
             "max_epochs", "accelerator", "device", "train_size", "validation_size",
             "shuffle_set_split", "batch_size", "early_stopping", "lr", "training_plan",
@@ -399,14 +401,10 @@ class MultimodalAmortizedLDA(
             return None
         if distributed is None:
             return share_for(self, 0, 1)
-        os.environ["_TOPOMICS_DEVICES"] = str(distributed.devices)
-        rank = launch_rank()
-        self.module.expected_rank = rank
-        return share_for(self, rank, distributed.world_size)
+        return share_for(self, launch_rank(), distributed.world_size)
 
     def _run_distributed(self, settings, kwargs):
         """Train under DDP; any rank's failure becomes one ``DistributedTrainingError``."""
-        os.environ["_TOPOMICS_DEVICES"] = str(settings.devices)
         try:
             out = self._run_training(**kwargs)
         except KeyboardInterrupt:

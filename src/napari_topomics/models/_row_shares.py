@@ -20,7 +20,7 @@ import numpy as np
 from scvi import REGISTRY_KEYS
 from torch.utils.data import DataLoader, Sampler
 
-from ..data._lazy import RowShare, is_lazy_matrix, load_rows, row_share
+from ..data._lazy import RowShare, contiguous_share, is_lazy_matrix, load_rows
 from ._graph_source import _seed as sampler_seed
 from ._graph_source import graph_source_for
 
@@ -33,15 +33,17 @@ def registered_matrix_is_lazy(model) -> bool:
 
 
 def share_for(model, rank: int, world_size: int) -> RowShare:
-    """The rows ``rank`` trains on; a spatial GCN model also holds its cells' neighbours."""
+    """The rows ``rank`` trains on; a spatial GCN model also holds every cell its seeds'
+    sampled subgraphs can reach (the exact ``gcn_n_layers``-hop neighbourhood, which also
+    covers the one ring the neighbourhood counts read)."""
+    start, stop = contiguous_share(model.adata.n_obs, rank, world_size)
+    held = np.arange(start, stop)
     source = model.module.graph_source
-    hops = 0
-    adjacencies: list = []
-    if source is not None:
-        adjacencies = list(source.graphs.adjacency)
-        # subgraph hops of the graph encoder; the neighbourhood prior reads one ring
+    if source is not None and source.samplers:
         hops = max(int(model.module.config.gcn_n_layers), 1)
-    return row_share(model.adata.n_obs, rank, world_size, adjacencies, hops)
+        reach = [sampler.sample(held, hops).nodes for sampler in source.samplers]
+        held = np.unique(np.concatenate([held, *reach]))
+    return RowShare(rank, world_size, start, stop, held)
 
 
 def _set_registered(model, matrix) -> None:
@@ -66,15 +68,15 @@ def training_rows(model, share: RowShare):
         "Rank %d of %d holds %d of %d cells (%d stored entries) while training.",
         share.rank, share.world_size, share.held.size, adata.n_obs, held.nnz,
     )
+    on_disk_source = model.module.graph_source
     _set_registered(model, held)
-    model.module.graph_source = graph_source_for(model)
+    model.module.graph_source = graph_source_for(model)  # neighbours read from memory
     model.training_share = share
     try:
         yield held
     finally:
         _set_registered(model, lazy)
-        model.module.graph_source = graph_source_for(model)
-        del held
+        model.module.graph_source = on_disk_source
 
 
 class ShareBatchSampler(Sampler):
@@ -126,7 +128,20 @@ class ShareBatchSampler(Sampler):
 
 def share_loader(splitter, indices: np.ndarray, share: RowShare, shuffle: bool,
                  batch_size: int) -> DataLoader | None:
-    """A loader over the cells of ``indices`` that lie in ``share`` (None when none do)."""
+    """A loader over the cells of ``indices`` that lie in ``share`` (None when none do).
+
+    Raises
+    ------
+    RuntimeError
+        When Lightning gave this process another rank than the one whose rows it loaded.
+    """
+    rank = splitter.trainer.global_rank if splitter.trainer is not None else share.rank
+    if rank != share.rank:
+        raise RuntimeError(
+            f"This process loaded the rows of rank {share.rank} but Lightning made it rank "
+            f"{rank}: set RANK (or NODE_RANK and LOCAL_RANK) consistently before the model "
+            "trains."
+        )
     indices = np.asarray(indices)
     positions = np.flatnonzero(share.owns(indices))
     if shuffle:  # every rank draws as many training cells as the smallest share holds

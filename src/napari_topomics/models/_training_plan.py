@@ -171,14 +171,6 @@ class TopicTrainingPlan(PyroTrainingPlan):
 
     def on_train_start(self):
         module = self.module
-        expected = getattr(module, "expected_rank", None)
-        if expected is not None and self.trainer.world_size > 1:
-            if expected != self.trainer.global_rank:
-                raise RuntimeError(
-                    f"This process loaded the rows of rank {expected} but Lightning made it "
-                    f"rank {self.trainer.global_rank}: set RANK (or NODE_RANK and LOCAL_RANK) "
-                    "consistently before the model trains."
-                )
         source = getattr(module, "graph_source", None)
         if source is not None and self.trainer.world_size > 1:
             # each rank samples its own seeds' neighbourhoods with its own stream

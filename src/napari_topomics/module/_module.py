@@ -69,7 +69,6 @@ class MultimodalLDAModule(PyroBaseModuleClass):
         self.encoders = build_encoders(config)
         #: Graph inputs of the data being encoded (spatial models; set by the user class).
         self.graph_source = None
-        self.expected_rank: int | None = None  # a DDP rank holding its share of the rows
         #: Weight λ of each cell's neighbourhood counts in its likelihood (spatial models;
         #: set by the training plan).
         self.neighbour_weight = 0.0
