@@ -4,7 +4,8 @@
   3,000 peaks, 8 topics), fitted in one process and in two gloo processes
   (``devices=2``), one torch thread each, the same epochs and ``batch_size`` per process:
   θ correlation with the ground truth, seconds per epoch (wall, epochs 2..E), their ratio
-  (target <= 0.65), and CPU seconds per epoch of each process.
+  (target <= 0.65; ``--repeats`` pairs run in turn, the ratio of the medians is the
+  figure), and CPU seconds per epoch of each process.
 * **nodes**: the same fit as two "nodes" on the loopback interface (``num_nodes=2``, one
   process each, ``MASTER_ADDR=127.0.0.1``, ``NODE_RANK`` 0 and 1): θ correlation.
 * **memory**: peak resident memory per rank of one epoch on ``--memory-cells`` cells x
@@ -16,7 +17,8 @@ Every figure is printed as a ``name=value`` line. Each fit runs in fresh process
 script re-run with ``--worker``); the data is simulated once and written to an ``.h5ad``.
 
 Usage: ``python benchmarks/bench_distributed.py [--part speed|nodes|memory|all]
-[--cells 5000] [--epochs 30] [--memory-cells 200000] [--batch-size 128] [--lazy]``
+[--cells 5000] [--epochs 30] [--memory-cells 200000] [--batch-size 128] [--repeats 3]
+[--lazy]``
 """
 
 from __future__ import annotations
@@ -168,15 +170,31 @@ def speed_and_nodes(args, tmp: Path) -> None:
     print(f"simulated_cells={args.cells} features={sum(SIZES.values())} "
           f"simulate_s={time.perf_counter() - start:.1f}")
     if args.part in ("speed", "all"):
-        single = launch(tmp / "single", data, args.epochs, batch_size=args.batch_size,
-                        lazy=args.lazy)[0]
-        two = launch(tmp / "two", data, args.epochs, devices=2, batch_size=args.batch_size,
-                        lazy=args.lazy)
+        pairs = []  # single and two-process fits interleaved, so drifts in load hit both
+        for _ in range(args.repeats):
+            single = launch(tmp / f"single{len(pairs)}", data, args.epochs,
+                            batch_size=args.batch_size, lazy=args.lazy)[0]
+            two = launch(tmp / f"two{len(pairs)}", data, args.epochs, devices=2,
+                         batch_size=args.batch_size, lazy=args.lazy)
+            pairs.append((single, two))
+        single, two = pairs[0]
         print(f"single_theta_r={single['theta_r']:.4f}")
         print(f"ddp2_theta_r={two[0]['theta_r']:.4f}")
-        print(f"single_s_per_epoch={single['s_per_epoch']:.3f}")
-        print(f"ddp2_s_per_epoch={two[0]['s_per_epoch']:.3f}")
-        print(f"ddp2_over_single_s_per_epoch={two[0]['s_per_epoch'] / single['s_per_epoch']:.3f}")
+        for i, (single, two) in enumerate(pairs):
+            tag = f"_run{i + 1}" if args.repeats > 1 else ""
+            print(f"single_s_per_epoch{tag}={single['s_per_epoch']:.3f}")
+            print(f"ddp2_s_per_epoch{tag}={two[0]['s_per_epoch']:.3f}")
+            print(f"ddp2_over_single_s_per_epoch{tag}="
+                  f"{two[0]['s_per_epoch'] / single['s_per_epoch']:.3f}")
+        if args.repeats > 1:
+            import numpy as np
+
+            s1 = float(np.median([p[0]["s_per_epoch"] for p in pairs]))
+            s2 = float(np.median([p[1][0]["s_per_epoch"] for p in pairs]))
+            print(f"single_s_per_epoch_median={s1:.3f}")
+            print(f"ddp2_s_per_epoch_median={s2:.3f}")
+            print(f"ddp2_over_single_s_per_epoch_median={s2 / s1:.3f}")
+        single, two = pairs[-1]
         print(f"single_cpu_s_per_epoch={single['cpu_s_per_epoch']:.3f}")
         for r in two:
             print(f"ddp2_rank{r['rank']}_cpu_s_per_epoch={r['cpu_s_per_epoch']:.3f}")
@@ -225,6 +243,9 @@ def main() -> int:
     parser.add_argument("--memory-cells", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=128,
                         help="cells per minibatch and process (speed and nodes parts)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="speed part: single/two-process pairs run in turn; the ratio "
+                             "of the medians is the figure")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--write", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)

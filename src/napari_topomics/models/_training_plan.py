@@ -12,6 +12,7 @@ from scvi.train import PyroTrainingPlan
 from scvi.train._trainingplans import LowLevelPyroTrainingPlan
 
 from ..module._spatial_prior import NeighbourhoodPrior
+from ._distributed import average_running_buffers
 
 
 def kl_schedule(
@@ -187,7 +188,8 @@ class TopicTrainingPlan(PyroTrainingPlan):
         # and batch statistics.
         self.module.train()
         self.module.current_kl_weight = self.kl_weight
-        self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True, sync_dist=self._sync)
+        # the same on every rank: nothing to synchronise
+        self.log("kl_weight", self.kl_weight, on_step=False, on_epoch=True)
 
     # ------------------------------------------------------------------ steps
     def _loss(self, batch) -> torch.Tensor:
@@ -233,31 +235,49 @@ class TopicTrainingPlan(PyroTrainingPlan):
 
     def on_train_epoch_end(self):
         prior = self.module.neighbourhood_prior
+        metrics = {}
         if prior is not None:
             prior.refit()
-            self.log("neighbourhood_rho", prior.rho, on_step=False, on_epoch=True,
-                     sync_dist=self._sync)
+            metrics["neighbourhood_rho"] = prior.rho
         mean = self._epoch_mean("train")
         if mean is not None:
-            self.log("elbo_train", mean / self._n_per_cell(), prog_bar=True,
-                     sync_dist=self._sync)
+            metrics["elbo_train"] = mean / self._n_per_cell()
+        self._log_over_ranks(metrics, prog_bar=("elbo_train",))
+
+    def on_validation_epoch_start(self):
+        average_running_buffers(self.module)  # validation reads the running statistics
+
+    def on_train_end(self):
+        average_running_buffers(self.module)
 
     def on_validation_epoch_end(self):
         mean = self._epoch_mean("validation")
         if mean is None:
             return
-        per_cell = mean / self._n_per_cell()
-        self.log("elbo_validation", per_cell, prog_bar=True, sync_dist=self._sync)
-        self.log("elbo_val", per_cell, sync_dist=self._sync)
+        metrics = {"elbo_validation": mean / self._n_per_cell()}
         for key, name in (("entropy", "entropy_mean_val"), ("variance", "topic_variance_mean_val")):
             value = self._epoch_mean(key)
             if value is not None:
-                self.log(name, value, sync_dist=self._sync)
+                metrics[name] = value
+        metrics = self._log_over_ranks(metrics, prog_bar=("elbo_validation",))
+        self.log("elbo_val", metrics["elbo_validation"])
 
-    @property
-    def _sync(self) -> bool:
-        """Average epoch metrics over the ranks of a distributed fit (issue 18)."""
-        return self._trainer is not None and self.trainer.world_size > 1
+    def _log_over_ranks(self, metrics: dict, prog_bar: tuple[str, ...] = ()) -> dict:
+        """Log epoch metrics averaged over the ranks of a distributed fit (issue 18).
+
+        One all-reduce for all of them, instead of one synchronisation per logged value.
+        Returns the averaged values.
+        """
+        if not metrics:
+            return metrics
+        if self._trainer is not None and self.trainer.world_size > 1:
+            stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().reshape(())
+                                   for v in metrics.values()])
+            stacked = self.trainer.strategy.reduce(stacked, reduce_op="mean")
+            metrics = dict(zip(metrics, stacked.unbind(), strict=True))
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name in prog_bar)
+        return metrics
 
     def _n_per_cell(self) -> float:
         return float(self.module.n_obs or 1)
