@@ -245,3 +245,55 @@ def test_lazy_two_process_spatial_gcn_holds_its_share_and_the_neighbours(tmp_pat
     for r in (rank0, rank1):
         start, stop, held = r["share"]
         assert stop - start < held < 400  # the share, its neighbours, not every cell
+
+
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def _launch_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **extra)
+    return env
+
+
+def test_two_loopback_nodes_train_one_model(tmp_path, fits):
+    """``num_nodes=2``, one process per node, started by hand as on two machines."""
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(tmp_path), "--num-nodes", "2", "--epochs", "30",
+             "--batch-size", "32"],
+            env=_launch_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(node),
+                            WORLD_SIZE="2"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for node in (0, 1)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=150)
+        assert proc.returncode == 0, err[-3000:]
+    rank0, rank1 = ranks(tmp_path, 2)
+    assert int(rank0["world"]) == 2
+    np.testing.assert_array_equal(rank0["params"], rank1["params"])
+    # the same two-process fit as devices=2 on one machine
+    ddp = ranks(fits / "ddp", 2)[0]
+    np.testing.assert_allclose(rank0["theta"], ddp["theta"], atol=1e-4)
+
+
+def test_torchrun_launches_the_ranks(tmp_path):
+    """Processes started by ``torchrun`` (RANK/LOCAL_RANK/WORLD_SIZE set) train together."""
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--master-addr", "127.0.0.1", "--master-port", _free_port(), str(WORKER),
+         str(tmp_path), "--devices", "2", "--epochs", "2", "--cells", "300"],
+        env=_launch_env(), capture_output=True, text=True, timeout=150,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = ranks(tmp_path, 2)
+    assert int(rank0["world"]) == 2
+    np.testing.assert_array_equal(rank0["params"], rank1["params"])
+    assert not set(rank0["seen"].tolist()) & set(rank1["seen"].tolist())
