@@ -211,3 +211,26 @@ def test_holdout_split_is_seeded_and_dicts_keep_their_own_cells(tissue):
     part = subset_cells(data, held)
     assert set(part["rna"].obs_names) == set(held)
     assert set(part["protein"].obs_names) == set(held) - set(tissue.mod["rna"].obs_names[:50])
+
+
+def _sweep_with_stability(per_k: dict[int, float], threshold: float = 0.95):
+    """A TopicSweep whose frame holds two restarts of each K with the given stability."""
+    sweep = TopicSweep([], list(per_k), [0, 1], pd.Index([]), pd.Index([]),
+                       stability_threshold=threshold)
+    sweep.frame = pd.DataFrame([{"K": k, "seed": s, "stability": v, "perplexity": 1.0}
+                                for k, v in per_k.items() for s in (0, 1)])
+    return sweep
+
+
+def test_recommendation_is_the_largest_stable_k():
+    assert _sweep_with_stability({4: 0.99, 5: 0.97, 6: 0.96, 7: 0.90, 8: 0.91}).recommended == 6
+
+
+def test_without_a_stable_k_the_recommendation_is_the_k_before_the_largest_drop():
+    # evenly mixed tissue: merged topics (K=4) are the most stable, but the stability falls
+    # most after the true K
+    sweep = _sweep_with_stability({4: 0.92, 5: 0.86, 6: 0.87, 7: 0.70, 8: 0.72})
+    assert sweep.recommended == 6
+    assert "falls the most" in sweep.rule
+    # never falling: the largest K
+    assert _sweep_with_stability({4: 0.80, 6: 0.85, 8: 0.90}).recommended == 8

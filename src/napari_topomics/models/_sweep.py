@@ -98,28 +98,32 @@ class TopicSweep:
         mean correlation of their one-to-one matched topics (each topic's log φ contrast to
         the other topics, over its top features). Above the true K the extra topics split
         real ones differently on every restart and the stability falls; up to it the
-        topics are the same ones each time. If no K reaches the threshold, the K with the
-        highest stability. The held-out perplexity is reported beside it but does not
+        topics are the same ones each time. **If no K reaches the threshold** (evenly mixed
+        or shallow cells), the K after which the stability falls the most (the largest
+        drop from one fitted K to the next); the largest K when it never falls. The
+        fallback used to be the most stable K, which on such tissue is the smallest: merged
+        topics are stable too. The held-out perplexity is reported beside it but does not
         decide: on the simulator family it moves by 0.1-1 % between K, within the spread
         of the restarts, with its minimum anywhere up to past the true K. ``None`` when no K has
         two finished restarts (stability needs ``seeds >= 2``).
         """
         if self.frame.empty:
             return None
-        per_k = self.frame.groupby("K")["stability"].mean().dropna()
+        per_k = self.frame.groupby("K")["stability"].mean().dropna().sort_index()
         if per_k.empty:
             return None
         stable = per_k[per_k >= self.stability_threshold]
         if not stable.empty:
             return int(stable.index.max())
-        return int(per_k.idxmax())
+        return _before_largest_drop(per_k)
 
     @property
     def rule(self) -> str:
         """The recommendation rule in one sentence (for reports and tables)."""
         return (
             f"largest K whose topics are stable across seeds (mean matched correlation "
-            f">= {self.stability_threshold:g}); else the most stable K"
+            f">= {self.stability_threshold:g}); else the K after which the stability "
+            "falls the most"
         )
 
     def best_model(self, n_topics: int | None = None):
@@ -159,6 +163,15 @@ class TopicSweep:
             f"TopicSweep(K={self.n_topics}, seeds={self.seeds}, fits={len(self.frame)}, "
             f"recommended={self.recommended}{', stopped' if self.stopped else ''})"
         )
+
+
+def _before_largest_drop(per_k: pd.Series) -> int:
+    """The K (index, ascending) after which the value falls the most; the last K when it
+    never falls."""
+    drops = per_k.to_numpy()[:-1] - per_k.to_numpy()[1:]
+    if drops.size == 0 or drops.max() <= 0:
+        return int(per_k.index[-1])
+    return int(per_k.index[int(np.argmax(drops))])
 
 
 def _frame(records: list[FitRecord]) -> pd.DataFrame:
