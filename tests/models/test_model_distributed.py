@@ -30,11 +30,16 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
 
 
-def run_worker(out: Path, *args: str, timeout: float = 150.0) -> subprocess.CompletedProcess:
+def launch_env(**extra: str) -> dict:
+    """This environment without any launcher's variables, one thread, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **extra)
+    return env
+
+
+def run_worker(out: Path, *args: str, timeout: float = 150.0) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(WORKER), str(out), *args], env=env, capture_output=True,
+        [sys.executable, str(WORKER), str(out), *args], env=launch_env(), capture_output=True,
         text=True, timeout=timeout,
     )
 
@@ -255,12 +260,6 @@ def _free_port() -> str:
         return str(sock.getsockname()[1])
 
 
-def _launch_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **extra)
-    return env
-
-
 def test_two_loopback_nodes_train_one_model(tmp_path, fits):
     """``num_nodes=2``, one process per node, started by hand as on two machines."""
     port = _free_port()
@@ -268,7 +267,7 @@ def test_two_loopback_nodes_train_one_model(tmp_path, fits):
         subprocess.Popen(
             [sys.executable, str(WORKER), str(tmp_path), "--num-nodes", "2", "--epochs", "30",
              "--batch-size", "32"],
-            env=_launch_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(node),
+            env=launch_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(node),
                             WORLD_SIZE="2"),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         for node in (0, 1)
@@ -290,7 +289,7 @@ def test_torchrun_launches_the_ranks(tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
          "--master-addr", "127.0.0.1", "--master-port", _free_port(), str(WORKER),
          str(tmp_path), "--devices", "2", "--epochs", "2", "--cells", "300"],
-        env=_launch_env(), capture_output=True, text=True, timeout=150,
+        env=launch_env(), capture_output=True, text=True, timeout=150,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = ranks(tmp_path, 2)

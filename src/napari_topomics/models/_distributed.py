@@ -8,7 +8,7 @@ broadcast from rank 0 and every gradient is all-reduced, and the ranks' paramete
 identical. scvi's :class:`~scvi.dataloaders.BatchDistributedSampler` gives each rank a
 disjoint share of every epoch's training (and validation) cells; the Pyro plate keeps the
 global training-cell count as its size. Running statistics are averaged over the ranks
-before every validation pass and at the end (:func:`average_running_buffers`) instead of
+before every validation pass and at the end (see :func:`running_buffers`) instead of
 broadcast from rank 0 before every step; epoch metrics are averaged in one all-reduce.
 
 The processes are started by Lightning (it re-runs the calling script or command for the
@@ -151,7 +151,7 @@ def trainer_arguments(settings: DistributedSettings, accelerator: str) -> dict:
         gradient_as_bucket_view=True,
         # rank 0's buffers are not broadcast before every forward (a blocking collective
         # per step); the running statistics are averaged over the ranks instead, before
-        # each validation pass and when training ends (average_running_buffers)
+        # each validation pass and when training ends (the training plan)
         broadcast_buffers=False,
     )
     return {
@@ -223,27 +223,8 @@ def failure(err: BaseException, settings: DistributedSettings) -> DistributedTra
     )
 
 
-def average_running_buffers(module) -> None:
-    """Average the floating-point buffers that training updates over every rank, in place.
-
-    These are the normalisation layers' running statistics: each rank updates them from
-    its own minibatches, and one all-reduce makes them identical again (and an average over
-    all ranks' data, as a single process's running statistics are over all cells). Does
-    nothing outside a distributed run.
-    """
-    import torch
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return
-    buffers = [b for name, b in module.named_buffers()
-               if "running_" in name.rsplit(".", 1)[-1] and b.is_floating_point()]
-    if not buffers:
-        return
-    flat = torch.cat([b.reshape(-1) for b in buffers])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for b in buffers:
-        b.copy_(flat[offset : offset + b.numel()].view_as(b))
-        offset += b.numel()
+def running_buffers(module) -> list:
+    """The floating-point buffers training updates: the normalisation layers' running
+    statistics (``running_mean``/``running_var``)."""
+    return [b for name, b in module.named_buffers()
+            if name.rsplit(".", 1)[-1].startswith("running_") and b.is_floating_point()]

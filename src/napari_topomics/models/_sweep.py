@@ -109,7 +109,7 @@ class TopicSweep:
         """
         if self.frame.empty:
             return None
-        per_k = self.frame.groupby("K")["stability"].mean().dropna().sort_index()
+        per_k = self.frame.groupby("K")["stability"].mean().dropna()  # K ascending
         if per_k.empty:
             return None
         stable = per_k[per_k >= self.stability_threshold]

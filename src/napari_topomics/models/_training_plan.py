@@ -10,9 +10,10 @@ import pyro
 import torch
 from scvi.train import PyroTrainingPlan
 from scvi.train._trainingplans import LowLevelPyroTrainingPlan
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ..module._spatial_prior import NeighbourhoodPrior
-from ._distributed import average_running_buffers
+from ._distributed import running_buffers
 
 
 def kl_schedule(
@@ -245,10 +246,28 @@ class TopicTrainingPlan(PyroTrainingPlan):
         self._log_over_ranks(metrics, prog_bar=("elbo_train",))
 
     def on_validation_epoch_start(self):
-        average_running_buffers(self.module)  # validation reads the running statistics
+        self._average_running_buffers()  # validation reads the running statistics
 
     def on_train_end(self):
-        average_running_buffers(self.module)
+        self._average_running_buffers()
+
+    @property
+    def _distributed(self) -> bool:
+        return self._trainer is not None and self.trainer.world_size > 1
+
+    def _average_running_buffers(self) -> None:
+        """Make every rank's running statistics the mean over the ranks (one all-reduce).
+
+        DDP does not broadcast rank 0's buffers before every step (``broadcast_buffers``
+        off: a blocking collective per step); each rank updates them from its own
+        minibatches, and this makes them identical again and an average over all ranks'
+        data, as a single process's are over all cells.
+        """
+        buffers = running_buffers(self.module)
+        if not (self._distributed and buffers):
+            return
+        mean = self.trainer.strategy.reduce(parameters_to_vector(buffers), reduce_op="mean")
+        vector_to_parameters(mean, buffers)
 
     def on_validation_epoch_end(self):
         mean = self._epoch_mean("validation")
@@ -270,9 +289,11 @@ class TopicTrainingPlan(PyroTrainingPlan):
         """
         if not metrics:
             return metrics
-        if self._trainer is not None and self.trainer.world_size > 1:
-            stacked = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().reshape(())
-                                   for v in metrics.values()])
+        if self._distributed:
+            stacked = torch.stack([
+                torch.as_tensor(v, dtype=torch.float32, device=self.device).detach().reshape(())
+                for v in metrics.values()
+            ])
             stacked = self.trainer.strategy.reduce(stacked, reduce_op="mean")
             metrics = dict(zip(metrics, stacked.unbind(), strict=True))
         for name, value in metrics.items():
