@@ -75,6 +75,7 @@ def main() -> None:
                 "morans_i"]
         print(f"\n== {name}: recommended K={sweep.recommended} "
               f"({time.perf_counter() - start:.0f} s)")
+        print(f"why: {sweep.reason}")
         print(sweep.summary()[cols].round(4).to_string(), flush=True)
         if args.figures:
             fig = sweep.plot()

@@ -8,7 +8,8 @@ correlation, marker average precision per modality, mean per-cell maximum of θ 
 truth's, and the domain ARI (k-means of θ against the true domains). Then, per generator, the
 median over seeds, and the spatial model's gain over the non-spatial one.
 
-On the real sets in ``../shared/data`` (``--real``) it prints ours, ours spatial (Visium) and
+On the real sets in ``../shared/data`` (``--real``; ``--real-sets`` picks among ``visium``,
+``dg`` for the dentate-gyrus spots and ``pbmc``) it prints ours, ours spatial (spots) and
 scikit-learn's LDA: the mean Moran's I of the topics, the fraction of topics above 0.5 in some
 spot, and (CITE-seq) the ARI of each cell's dominant topic against k-means clusters of the
 CLR protein counts that no model sees.
@@ -173,13 +174,20 @@ def real(args) -> None:
     def used(theta) -> float:
         return float((theta.max(axis=0) > 0.5).mean())
 
-    adata, graph = load_visium()
-    print("\n== Visium mouse brain, 8 topics ==")
-    for seed in args.seeds:
-        for label, theta in _real_fits(adata, 8, seed, args, spatial=True):
-            moran = float(np.mean(morans_i(theta, graph)))
-            print(row(f"visium s{seed} {label}", mean_morans_I=moran,
-                      topics_above_half=used(theta)), flush=True)
+    spot_sets = {"visium": ("Visium mouse brain", load_visium),
+                 "dg": ("Visium dentate gyrus", load_dentate_gyrus)}
+    for key, (title, load) in spot_sets.items():
+        if key not in args.real_sets:
+            continue
+        adata, graph = load()
+        print(f"\n== {title}, {adata.n_obs} spots x {adata.n_vars} genes, 8 topics ==")
+        for seed in args.seeds:
+            for label, theta in _real_fits(adata, 8, seed, args, spatial=True):
+                moran = float(np.mean(morans_i(theta, graph)))
+                print(row(f"{key} s{seed} {label}", mean_morans_I=moran,
+                          topics_above_half=used(theta)), flush=True)
+    if "pbmc" not in args.real_sets:
+        return
     rna, clusters = load_pbmc()
     print("\n== CITE-seq PBMC, RNA topics against protein clusters, 6 topics ==")
     for seed in args.seeds:
@@ -187,6 +195,19 @@ def real(args) -> None:
             print(row(f"pbmc s{seed} {label}", ARI_vs_protein=float(
                 adjusted_rand_score(clusters, theta.argmax(1))), topics_above_half=used(theta)),
                 flush=True)
+
+
+def load_dentate_gyrus():
+    """The dentate-gyrus Visium spots (``../shared/data/visium_dg_giotto``) and their 6-NN
+    graph."""
+    import anndata as ad
+
+    from bench_real import SHARED
+    from napari_topomics.data import build_spatial_graph
+
+    adata = ad.read_h5ad(SHARED / "visium_dg_giotto" / "visium_dg.h5ad")
+    graph, _ = build_spatial_graph(np.asarray(adata.obsm["spatial"]), n_neighbors=6)
+    return adata, graph
 
 
 def _real_fits(adata, n_topics, seed, args, spatial):
@@ -225,6 +246,8 @@ def main() -> None:
     parser.add_argument("--prior", action="store_true",
                         help="also fit the spatial model with the learned neighbourhood prior")
     parser.add_argument("--real", action="store_true", help="also run the real sets")
+    parser.add_argument("--real-sets", nargs="+", default=["visium", "dg", "pbmc"],
+                        choices=["visium", "dg", "pbmc"], help="which real sets --real runs")
     parser.add_argument("--no-family", action="store_true", help="skip the simulated family")
     parser.add_argument("--quick", action="store_true", help="1,500 cells, seed 0, 40 epochs")
     args = parser.parse_args()

@@ -31,7 +31,7 @@ def test_sweep_prints_a_table_and_writes_csv_and_figure(demo_store, tmp_path, ca
                                                                    (4, 1)]
     summary = pd.read_csv(out / "sweep_summary.csv", index_col="K")
     recommended = int(summary.index[summary["recommended"]][0])
-    assert f"Recommended number of topics: {recommended} " in printed
+    assert f"Recommended number of topics: {recommended}.\nWhy: " in printed and "Rule: " in printed
     assert (out / "sweep.png").stat().st_size > 10_000
     assert tree_hashes(demo_store) == before  # a sweep never writes into the store
 
@@ -66,7 +66,7 @@ def test_fit_topics_auto_sweeps_then_fits_the_recommended_k(demo_store, tmp_path
     printed = capsys.readouterr().out
     summary = pd.read_csv(report / "sweep" / "sweep_summary.csv", index_col="K")
     recommended = int(summary.index[summary["recommended"]][0])
-    assert f"Recommended number of topics: {recommended} " in printed
+    assert f"Recommended number of topics: {recommended}." in printed
     table = spatialdata.read_zarr(demo_store).tables["topomics_topomics"]
     assert table.n_vars == recommended  # fitted on every cell with the recommended K
     assert (report / "index.html").exists()

@@ -126,6 +126,20 @@ def test_plot_marks_the_recommended_k(swept):
     assert f"recommended K = {TRUE_K}" in fig.texts[0].get_text()
 
 
+def test_plot_title_fits_the_figure(swept):
+    """The rule spelled out in the title is wrapped, not cut off at the figure's edges."""
+    sweep, _ = swept
+    fig = sweep.plot()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title = fig.texts[0].get_window_extent(renderer)
+    page = fig.bbox
+    assert title.x0 >= page.x0 and title.x1 <= page.x1
+    text = " ".join(fig.texts[0].get_text().split())
+    assert sweep.reason in text and sweep.rule in text  # wrapped, nothing dropped
+
+
 @pytest.mark.parametrize(
     ("options", "needle"),
     [
@@ -223,7 +237,10 @@ def _sweep_with_stability(per_k: dict[int, float], threshold: float = 0.95):
 
 
 def test_recommendation_is_the_largest_stable_k():
-    assert _sweep_with_stability({4: 0.99, 5: 0.97, 6: 0.96, 7: 0.90, 8: 0.91}).recommended == 6
+    sweep = _sweep_with_stability({4: 0.99, 5: 0.97, 6: 0.96, 7: 0.90, 8: 0.91})
+    assert sweep.recommended == 6
+    assert sweep.reason.startswith("K = 6 is the largest K whose topics are stable")
+    assert "0.960 >= 0.95" in sweep.reason and "weak" not in sweep.reason
 
 
 def test_without_a_stable_k_the_recommendation_is_the_k_before_the_largest_drop():
@@ -232,5 +249,8 @@ def test_without_a_stable_k_the_recommendation_is_the_k_before_the_largest_drop(
     sweep = _sweep_with_stability({4: 0.92, 5: 0.86, 6: 0.87, 7: 0.70, 8: 0.72})
     assert sweep.recommended == 6
     assert "falls the most" in sweep.rule
+    # the reason says the choice is the fallback, and the figures behind it
+    assert sweep.reason.startswith("no K reached stability 0.95 (best 0.920 at K = 4)")
+    assert "weak" in sweep.reason and "falls to 0.700 at K = 7" in sweep.reason
     # never falling: the largest K
     assert _sweep_with_stability({4: 0.80, 6: 0.85, 8: 0.90}).recommended == 8

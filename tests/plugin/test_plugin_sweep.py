@@ -60,7 +60,8 @@ def test_sweep_recommends_sets_topics_and_paints_without_training(
     k = run.sweep.recommended
     assert k in (2, 3)
     assert widget.form.n_topics.value() == k  # the Topics box follows the recommendation
-    assert f"Recommended: {k} topics" in section.recommendation.text()
+    assert f"Recommended: {k} topics. Why: " in section.recommendation.text()
+    assert "stability" in section.recommendation.text()
     assert [section.fitted.itemText(i) for i in range(section.fitted.count())] == ["2", "3"]
     assert section.fitted.currentText() == str(k)
     assert section.progress_bar.value() == 1000

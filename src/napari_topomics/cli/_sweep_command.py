@@ -112,8 +112,8 @@ def report_sweep(sweep: TopicSweep, out: Path) -> list[Path]:
     sweep.plot().savefig(written[2], dpi=120)
     print(f"\n{format_table(sweep)}")
     k = sweep.recommended
-    print(f"\nRecommended number of topics: {k if k is not None else 'none (needs --seeds 2)'}"
-          f" ({sweep.rule}).")
+    print(f"\nRecommended number of topics: {k if k is not None else 'none (needs --seeds 2)'}."
+          f"\nWhy: {sweep.reason}.\nRule: {sweep.rule}.")
     for path in written:
         print(f"Wrote {path}")
     return written

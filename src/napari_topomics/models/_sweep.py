@@ -126,6 +126,27 @@ class TopicSweep:
             "falls the most"
         )
 
+    @property
+    def reason(self) -> str:
+        """Why :attr:`recommended` was picked on this sweep, with the figures that decided.
+
+        Says when no K was stable, so a user can tell a firm choice from the fallback.
+        """
+        k = self.recommended
+        if k is None:
+            return "no K has two finished seeds, so the stability is not measured"
+        per_k = self.frame.groupby("K")["stability"].mean().dropna()
+        threshold = self.stability_threshold
+        if per_k.max() >= threshold:
+            return (f"K = {k} is the largest K whose topics are stable across seeds "
+                    f"(stability {per_k[k]:.3f} >= {threshold:g})")
+        larger = per_k[per_k.index > k]
+        fall = (f"; it falls to {larger.iloc[0]:.3f} at K = {int(larger.index[0])}"
+                if not larger.empty else "")
+        return (f"no K reached stability {threshold:g} (best {per_k.max():.3f} at "
+                f"K = {int(per_k.idxmax())}): a weak choice. K = {k} has stability "
+                f"{per_k[k]:.3f}{fall}, the largest fall of the sweep")
+
     def best_model(self, n_topics: int | None = None):
         """The fitted model of ``n_topics`` (default: :attr:`recommended`), not retrained.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,6 +47,7 @@ def plot_sweep(sweep: TopicSweep) -> Figure:
         _curve(stab, frame, "stability", label="mean")
         _curve(stab, frame, "stability_min", label="worst topic", linestyle="--")
         stab.axhline(sweep.stability_threshold, color="grey", linewidth=0.8, linestyle=":")
+        stab.set_ylim(top=max(1.0, stab.get_ylim()[1]))  # the threshold line stays visible
         stab.set_ylabel("stability across seeds\n(matched topic correlation)")
         if stab.get_legend_handles_labels()[0]:
             stab.legend(fontsize="small")
@@ -70,5 +72,6 @@ def plot_sweep(sweep: TopicSweep) -> Figure:
     for ax in axes[1]:
         ax.set_xlabel("number of topics K")
     title = f"recommended K = {k}" if k is not None else "no recommendation (needs 2 seeds)"
-    fig.suptitle(f"Topic sweep: {title}\nrule: {sweep.rule}", fontsize="medium")
+    why = textwrap.fill(f"{sweep.reason}. Rule: {sweep.rule}.", width=110)  # fits 9 inches
+    fig.suptitle(f"Topic sweep: {title}\n{why}", fontsize="medium")
     return fig

@@ -229,7 +229,8 @@ class SweepSection(QWidget):
         else:
             self.fitted.setCurrentIndex(fitted.index(k))
             self.owner.form.set_values({"n_topics": k})
-            self.recommendation.setText(f"Recommended: {k} topics ({sweep.rule}).")
+            self.recommendation.setText(f"Recommended: {k} topics. Why: {sweep.reason}.")
+            self.recommendation.setToolTip(f"Rule: {sweep.rule}.")
         self._say(f"{ended} {len(sweep.frame)} fits of K = {', '.join(map(str, fitted))}"
                   f" in {sweep.frame['fit_seconds'].sum():.0f} s of fitting."
                   if fitted else "Stopped before any fit finished; nothing was kept.")

@@ -162,7 +162,7 @@ def _results_on_every_cell(sweep, tissue, config, model, seed, graph):
         spatial_coherence=measure_coherence(model, graph, cells=tissue.data),
         extra_provenance={**graph.provenance, "topic_sweep": {
             "n_topics": list(sweep.n_topics), "seeds": list(sweep.seeds),
-            "recommended": sweep.recommended, "rule": sweep.rule,
+            "recommended": sweep.recommended, "rule": sweep.rule, "reason": sweep.reason,
             "fit_cells": len(sweep.fit_cells), "heldout_cells": len(sweep.heldout_cells),
         }},
         cells=tissue.data,
