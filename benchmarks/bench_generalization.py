@@ -168,7 +168,7 @@ def _simulated_fits(mdata, modalities, k_fit, seed, args):
 def real(args) -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    from bench_real import load_pbmc, load_visium
+    from bench_real import load_dentate_gyrus, load_pbmc, load_visium
     from napari_topomics.metrics import morans_i
 
     def used(theta) -> float:
@@ -195,19 +195,6 @@ def real(args) -> None:
             print(row(f"pbmc s{seed} {label}", ARI_vs_protein=float(
                 adjusted_rand_score(clusters, theta.argmax(1))), topics_above_half=used(theta)),
                 flush=True)
-
-
-def load_dentate_gyrus():
-    """The dentate-gyrus Visium spots (``../shared/data/visium_dg_giotto``) and their 6-NN
-    graph."""
-    import anndata as ad
-
-    from bench_real import SHARED
-    from napari_topomics.data import build_spatial_graph
-
-    adata = ad.read_h5ad(SHARED / "visium_dg_giotto" / "visium_dg.h5ad")
-    graph, _ = build_spatial_graph(np.asarray(adata.obsm["spatial"]), n_neighbors=6)
-    return adata, graph
 
 
 def _real_fits(adata, n_topics, seed, args, spatial):

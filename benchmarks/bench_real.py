@@ -41,17 +41,30 @@ def load_pbmc():
     return rna, clusters
 
 
-def load_visium():
-    from spatialdata_io import visium
-
+def _with_spot_graph(adata):
+    """``adata`` and the 6-nearest-spot graph of its ``obsm["spatial"]``."""
     from napari_topomics.data import build_spatial_graph
+
+    graph, _ = build_spatial_graph(np.asarray(adata.obsm["spatial"]), n_neighbors=6)
+    return adata, graph
+
+
+def load_visium():
+    """The mouse-brain Visium spots and their 6-NN graph."""
+    from spatialdata_io import visium
 
     sdata = visium(str(SHARED / "visium_mouse_brain_seurat"), dataset_id="mouse_brain")
     table = sdata.tables["table"]
     table.var_names_make_unique()
-    adata = table.copy()
-    graph, _ = build_spatial_graph(np.asarray(adata.obsm["spatial"]), n_neighbors=6)
-    return adata, graph
+    return _with_spot_graph(table.copy())
+
+
+def load_dentate_gyrus():
+    """The dentate-gyrus Visium spots (``../shared/data/visium_dg_giotto``) and their 6-NN
+    graph."""
+    import anndata as ad
+
+    return _with_spot_graph(ad.read_h5ad(SHARED / "visium_dg_giotto" / "visium_dg.h5ad"))
 
 
 def fit_ours(adata, n_topics, seed, epochs, plan_kwargs=None):

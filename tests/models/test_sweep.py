@@ -252,5 +252,14 @@ def test_without_a_stable_k_the_recommendation_is_the_k_before_the_largest_drop(
     # the reason says the choice is the fallback, and the figures behind it
     assert sweep.reason.startswith("no K reached stability 0.95 (best 0.920 at K = 4)")
     assert "weak" in sweep.reason and "falls to 0.700 at K = 7" in sweep.reason
-    # never falling: the largest K
-    assert _sweep_with_stability({4: 0.80, 6: 0.85, 8: 0.90}).recommended == 8
+    # never falling: the largest K, and the reason says so (not "the largest fall")
+    rising = _sweep_with_stability({4: 0.80, 6: 0.85, 8: 0.90})
+    assert rising.recommended == 8
+    assert "never falls" in rising.reason and "largest fall" not in rising.reason
+
+
+def test_without_two_seeds_there_is_no_recommendation_and_the_reason_says_why():
+    sweep = _sweep_with_stability({4: 0.9, 6: 0.9})
+    sweep.frame["stability"] = np.nan  # one seed per K: stability not measured
+    assert sweep.recommended is None
+    assert "not measured" in sweep.reason

@@ -107,15 +107,21 @@ class TopicSweep:
         of the restarts, with its minimum anywhere up to past the true K. ``None`` when no K has
         two finished restarts (stability needs ``seeds >= 2``).
         """
-        if self.frame.empty:
-            return None
-        per_k = self.frame.groupby("K")["stability"].mean().dropna()  # K ascending
+        return self._decision()[0]
+
+    def _decision(self) -> tuple[int | None, str, pd.Series]:
+        """The recommended K, the branch of the rule that chose it (``"stable"``,
+        ``"largest drop"``, ``"never falls"`` or ``"unmeasured"``) and the mean stability
+        per K (ascending)."""
+        per_k = (self.frame.groupby("K")["stability"].mean().dropna()
+                 if not self.frame.empty else pd.Series(dtype=float))
         if per_k.empty:
-            return None
+            return None, "unmeasured", per_k
         stable = per_k[per_k >= self.stability_threshold]
         if not stable.empty:
-            return int(stable.index.max())
-        return _before_largest_drop(per_k)
+            return int(stable.index.max()), "stable", per_k
+        k = _before_largest_drop(per_k)
+        return k, "largest drop" if k != per_k.index[-1] else "never falls", per_k
 
     @property
     def rule(self) -> str:
@@ -132,20 +138,20 @@ class TopicSweep:
 
         Says when no K was stable, so a user can tell a firm choice from the fallback.
         """
-        k = self.recommended
-        if k is None:
-            return "no K has two finished seeds, so the stability is not measured"
-        per_k = self.frame.groupby("K")["stability"].mean().dropna()
+        k, branch, per_k = self._decision()
         threshold = self.stability_threshold
-        if per_k.max() >= threshold:
+        if branch == "unmeasured":
+            return "no K has two finished seeds, so the stability is not measured"
+        if branch == "stable":
             return (f"K = {k} is the largest K whose topics are stable across seeds "
                     f"(stability {per_k[k]:.3f} >= {threshold:g})")
-        larger = per_k[per_k.index > k]
-        fall = (f"; it falls to {larger.iloc[0]:.3f} at K = {int(larger.index[0])}"
-                if not larger.empty else "")
-        return (f"no K reached stability {threshold:g} (best {per_k.max():.3f} at "
-                f"K = {int(per_k.idxmax())}): a weak choice. K = {k} has stability "
-                f"{per_k[k]:.3f}{fall}, the largest fall of the sweep")
+        weak = (f"no K reached stability {threshold:g} (best {per_k.max():.3f} at "
+                f"K = {int(per_k.idxmax())}): a weak choice. ")
+        if branch == "never falls":
+            return weak + f"The stability never falls from one K to the next, so the largest, {k}"
+        after = per_k[per_k.index > k]
+        return weak + (f"K = {k} has stability {per_k[k]:.3f}; it falls to {after.iloc[0]:.3f} "
+                       f"at K = {int(after.index[0])}, the largest fall of the sweep")
 
     def best_model(self, n_topics: int | None = None):
         """The fitted model of ``n_topics`` (default: :attr:`recommended`), not retrained.
