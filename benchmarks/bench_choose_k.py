@@ -16,12 +16,18 @@ Usage::
     python benchmarks/bench_choose_k.py                                # 1,000 cells, seeds 2 3
     python benchmarks/bench_choose_k.py --cells 5000 --epochs 100 --genes 2000 --jobs 2
     python benchmarks/bench_choose_k.py --generators mixed one_topic --seeds 4
+    python benchmarks/bench_choose_k.py --seeds 0 1 --dump sweeps/  # keep every fit's topics
+
+``--dump DIR`` writes, per case, ``DIR/<generator>_s<seed>.npz``: the sweep's frame as
+columns, and every fit's topic contrasts and cell-topic proportions (fit cells), so a new
+recommendation rule can be replayed on stored sweeps without refitting.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +55,17 @@ def sklearn_choice(mdata, sweep, ks: list[int], epochs: int, seed: int) -> tuple
     return ks[int(np.argmin(perplexities))], perplexities
 
 
+def dump_sweep(sweep, path: Path, true_k: int) -> None:
+    """Save the sweep's frame and every fit's contrasts and proportions to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = sweep.to_frame()
+    arrays = {f"frame_{c}": frame[c].to_numpy() for c in frame.columns}
+    for (k, s), record in sweep._records.items():
+        arrays[f"contrasts_{k}_{s}"] = record.contrasts
+        arrays[f"theta_{k}_{s}"] = record.get_model().get_cell_topic_dist()
+    np.savez_compressed(path, true_k=true_k, **arrays)
+
+
 def run_case(name: str, seed: int, args) -> dict:
     from napari_topomics.datasets import simulate_family
     from napari_topomics.models import sweep_topics
@@ -71,6 +88,8 @@ def run_case(name: str, seed: int, args) -> dict:
     sk = " ".join(f"{k}:{v:.1f}" for k, v in zip(ks, sk_ppl, strict=True))
     print(row(f"{name} s{seed}", true_K=args.topics, ours=sweep.recommended, sklearn=sk_k,
               sweep_s=seconds), flush=True)
+    if args.dump is not None:
+        dump_sweep(sweep, Path(args.dump) / f"{name}_s{seed}.npz", args.topics)
     print(f"    ours stability   {stab}\n    ours perplexity  {ppl}\n"
           f"    sklearn perplexity {sk}", flush=True)
     return {"ours": sweep.recommended, "sklearn": sk_k}
@@ -91,14 +110,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--sklearn-iter", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--dump", default=None, help="folder for every case's fits (npz)")
     args = parser.parse_args()
     single_thread()
     quiet()
     print(f"# bench_choose_k: {args.cells} cells, true K {args.topics}, {args.epochs} epochs, "
           f"seeds {args.seeds}; {machine()}", flush=True)
     results = []
-    for name in args.generators:
-        for seed in args.seeds:
+    for seed in args.seeds:  # every generator per seed, so a stopped run covers them all
+        for name in args.generators:
+            if args.dump and (Path(args.dump) / f"{name}_s{seed}.npz").exists():
+                print(f"{name} s{seed}: already in {args.dump}, skipped", flush=True)
+                continue
             results.append(run_case(name, seed, args))
     print(f"\n== {len(results)} generator x seed cases, true K {args.topics} ==")
     for method in ("ours", "sklearn"):

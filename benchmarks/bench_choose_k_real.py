@@ -56,6 +56,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--figures", default=None, help="folder for sweep_<set>.png")
+    parser.add_argument("--dump", default=None,
+                        help="folder for every set's fits (npz, see bench_choose_k.py)")
     args = parser.parse_args()
     single_thread()
     quiet()
@@ -77,6 +79,10 @@ def main() -> None:
               f"({time.perf_counter() - start:.0f} s)")
         print(f"why: {sweep.reason}")
         print(sweep.summary()[cols].round(4).to_string(), flush=True)
+        if args.dump:
+            from bench_choose_k import dump_sweep
+
+            dump_sweep(sweep, Path(args.dump) / f"{name}_s0.npz", 0)
         if args.figures:
             fig = sweep.plot()
             fig.savefig(Path(args.figures) / f"sweep_{name}.png", dpi=100)

@@ -64,13 +64,16 @@ def test_frame_has_one_row_per_k_and_seed(swept, tissue):
     assert sorted(zip(frame["K"], frame["seed"], strict=True)) == [(k, s) for k in KS
                                                                    for s in (0, 1)]
     expected = {"K", "seed", "perplexity", "perplexity_rna", "perplexity_protein",
-                "stability", "stability_min", "diversity", "topics_used", "morans_i",
-                "fit_seconds"}
+                "stability", "stability_min", "redundancy", "diversity", "topics_used",
+                "morans_i", "fit_seconds"}
     assert expected <= set(frame.columns)
     numeric = frame[sorted(expected - {"K", "seed"})].to_numpy(dtype=float)
     assert np.isfinite(numeric).all()
     assert frame["stability_min"].le(frame["stability"] + 1e-12).all()
     assert frame[["diversity", "topics_used"]].stack().between(0, 1).all()
+    # the planted topics are distinct: no two of a fit correlate up to the true K
+    assert frame.loc[frame["K"] <= TRUE_K, "redundancy"].lt(sweep.redundancy_limit).all()
+    assert frame["redundancy"].between(-1, 1).all()
     # the simulated tissue has coordinates, and its topics fill domains
     assert frame["morans_i"].gt(0.2).all()
     assert calls == [(i, len(frame)) for i in range(1, len(frame) + 1)]
@@ -153,6 +156,7 @@ def test_plot_title_fits_the_figure(swept):
         ({"n_jobs": 0}, "n_jobs"),
         ({"holdout": 1.5}, "holdout"),
         ({"n_topics": (4,), "stability_threshold": "high"}, "stability_threshold"),
+        ({"n_topics": (4,), "redundancy_limit": float("nan")}, "redundancy_limit"),
     ],
 )
 def test_bad_input_names_the_option(tissue, monkeypatch, options, needle):
@@ -227,11 +231,15 @@ def test_holdout_split_is_seeded_and_dicts_keep_their_own_cells(tissue):
     assert set(part["protein"].obs_names) == set(held) - set(tissue.mod["rna"].obs_names[:50])
 
 
-def _sweep_with_stability(per_k: dict[int, float], threshold: float = 0.95):
-    """A TopicSweep whose frame holds two restarts of each K with the given stability."""
+def _sweep_with_stability(per_k: dict[int, float], threshold: float = 0.95,
+                          redundancy: dict[int, float] | None = None):
+    """A TopicSweep whose frame holds two restarts of each K with the given stability
+    (and redundancy, distinct topics by default)."""
     sweep = TopicSweep([], list(per_k), [0, 1], pd.Index([]), pd.Index([]),
                        stability_threshold=threshold)
-    sweep.frame = pd.DataFrame([{"K": k, "seed": s, "stability": v, "perplexity": 1.0}
+    redundancy = redundancy or {}
+    sweep.frame = pd.DataFrame([{"K": k, "seed": s, "stability": v, "perplexity": 1.0,
+                                 "redundancy": redundancy.get(k, -0.2)}
                                 for k, v in per_k.items() for s in (0, 1)])
     return sweep
 
@@ -250,7 +258,8 @@ def test_without_a_stable_k_the_recommendation_is_the_k_before_the_largest_drop(
     assert sweep.recommended == 6
     assert "falls the most" in sweep.rule
     # the reason says the choice is the fallback, and the figures behind it
-    assert sweep.reason.startswith("no K reached stability 0.95 (best 0.920 at K = 4)")
+    assert sweep.reason.startswith(
+        "no K reached stability 0.95 with distinct topics (best 0.920 at K = 4)")
     assert "weak" in sweep.reason and "falls to 0.700 at K = 7" in sweep.reason
     # never falling: the largest K, and the reason says so (not "the largest fall")
     rising = _sweep_with_stability({4: 0.80, 6: 0.85, 8: 0.90})
@@ -263,3 +272,38 @@ def test_without_two_seeds_there_is_no_recommendation_and_the_reason_says_why():
     sweep.frame["stability"] = np.nan  # one seed per K: stability not measured
     assert sweep.recommended is None
     assert "not measured" in sweep.reason
+
+
+def test_a_stable_k_with_a_split_topic_is_passed_over_and_the_reason_names_it():
+    # K = 7 splits one topic the same way on both seeds: stable, but two topics duplicate
+    sweep = _sweep_with_stability({5: 0.98, 6: 0.98, 7: 0.97, 8: 0.90},
+                                  redundancy={5: -0.15, 6: -0.10, 7: 0.85, 8: 0.80})
+    assert sweep.recommended == 6
+    assert sweep.reason.startswith("K = 6 is the largest K whose topics are stable")
+    assert "K = 7 is stable too" in sweep.reason and "0.85 >= 0.5" in sweep.reason
+    assert "distinct" in sweep.rule
+    # the veto follows the limit: a lenient one keeps K = 7
+    sweep.redundancy_limit = 0.9
+    assert sweep.recommended == 7 and "stable too" not in sweep.reason
+    # when every stable K is redundant the fallback decides, and says it is weak
+    split = _sweep_with_stability({4: 0.97, 5: 0.96, 6: 0.80},
+                                  redundancy={4: 0.7, 5: 0.8, 6: 0.9})
+    assert split.recommended == 5 and "weak" in split.reason
+
+
+def test_redundancy_is_high_for_a_split_topic_and_low_for_distinct_ones():
+    from napari_topomics.models._sweep_metrics import topic_redundancy
+
+    rng = np.random.default_rng(0)
+    n_features, k = 300, 6
+    profiles = np.zeros((n_features, k))
+    for t in range(k):  # each topic raises its own 20 marker features
+        profiles[t * 20:(t + 1) * 20, t] = 2.0
+    noisy = profiles + rng.normal(0, 0.2, profiles.shape)
+    distinct = noisy - noisy.mean(1, keepdims=True)
+    assert topic_redundancy(distinct) < 0
+    # split topic 0 into two halves that share its markers (as an over-fitted K does)
+    split = np.column_stack([profiles, profiles[:, 0]]) + rng.normal(0, 0.2, (n_features, k + 1))
+    split -= split.mean(1, keepdims=True)
+    assert topic_redundancy(split) > 0.8
+    assert np.isnan(topic_redundancy(distinct[:, :1]))

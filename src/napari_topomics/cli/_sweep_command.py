@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 _TABLE = (
     ("perplexity", "held-out perplexity", "{:.4f}"),
     ("stability", "stability", "{:.3f}"),
+    ("redundancy", "redundancy", "{:+.2f}"),
     ("diversity", "diversity", "{:.2f}"),
     ("topics_used", "topics used", "{:.2f}"),
     ("morans_i", "Moran's I", "{:.3f}"),

@@ -21,10 +21,12 @@ from ._sweep_data import (
     subset_cells,
 )
 from ._sweep_fits import FitPayload, FitRecord, run_fits
-from ._sweep_metrics import stability
+from ._sweep_metrics import stability, topic_redundancy
 
 #: Default stability a K must reach to be recommended (see :attr:`TopicSweep.recommended`).
 STABILITY_THRESHOLD = 0.95
+#: Default redundancy at or above which a K's topics count as holding a split topic.
+REDUNDANCY_LIMIT = 0.5
 
 
 class TopicSweep:
@@ -42,6 +44,8 @@ class TopicSweep:
         True when the sweep was stopped before every fit finished.
     stability_threshold
         The stability a K needs to be recommended.
+    redundancy_limit
+        The redundancy (closest pair of topics) a recommended K must stay below.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class TopicSweep:
         *,
         stopped: bool = False,
         stability_threshold: float = STABILITY_THRESHOLD,
+        redundancy_limit: float = REDUNDANCY_LIMIT,
         folder: tempfile.TemporaryDirectory | None = None,
     ) -> None:
         self.n_topics = list(n_topics)
@@ -62,6 +67,7 @@ class TopicSweep:
         self.heldout_cells = heldout_cells
         self.stopped = stopped
         self.stability_threshold = float(stability_threshold)
+        self.redundancy_limit = float(redundancy_limit)
         self._records = {(r.n_topics, r.seed): r for r in records}
         self._folder = folder  # keeps worker models on disk as long as the sweep lives
         self.frame = _frame(records)
@@ -71,6 +77,7 @@ class TopicSweep:
         """One row per finished fit: ``K``, ``seed``, held-out ``perplexity`` and
         ``perplexity_<modality>`` (lower is better), ``stability`` and ``stability_min``
         (mean and minimum matched topic correlation with the other seeds of that K),
+        ``redundancy`` (the largest correlation between two of the fit's topics),
         ``diversity``, ``topics_used``, ``morans_i`` (NaN without coordinates) and
         ``fit_seconds``."""
         return self.frame.copy()
@@ -93,42 +100,56 @@ class TopicSweep:
     def recommended(self) -> int | None:
         """The recommended number of topics.
 
-        Rule: **the largest K whose stability reaches** :attr:`stability_threshold` (0.95 by
-        default), where a K's stability is the mean, over pairs of its restarts, of the
-        mean correlation of their one-to-one matched topics (each topic's log φ contrast to
-        the other topics, over its top features). Above the true K the extra topics split
-        real ones differently on every restart and the stability falls; up to it the
-        topics are the same ones each time. **If no K reaches the threshold** (evenly mixed
-        or shallow cells), the K after which the stability falls the most (the largest
-        drop from one fitted K to the next); the largest K when it never falls. The
-        fallback used to be the most stable K, which on such tissue is the smallest: merged
-        topics are stable too. The held-out perplexity is reported beside it but does not
-        decide: on the simulator family it moves by 0.1-1 % between K, within the spread
-        of the restarts, with its minimum anywhere up to past the true K. ``None`` when no K has
-        two finished restarts (stability needs ``seeds >= 2``).
+        Rule: **the largest K whose topics are stable and distinct**. Stable: its stability
+        reaches :attr:`stability_threshold` (0.95 by default), where a K's stability is the
+        mean, over pairs of its restarts, of the mean correlation of their one-to-one
+        matched topics (each topic's log φ contrast to the other topics, over its top
+        features). Above the true K the extra topics split real ones differently on every
+        restart and the stability falls; up to it the topics are the same ones each time.
+        Distinct: its redundancy, the largest correlation between two topics of one fit
+        (mean over restarts), stays below :attr:`redundancy_limit` (0.5). A split that
+        happens the same way on every restart is stable, but its two halves share the
+        topic's features; distinct topics correlate below 0. **If no K is stable and
+        distinct** (evenly mixed or shallow cells), the K after which the stability falls
+        the most (the largest drop from one fitted K to the next); the largest K when it
+        never falls. The fallback used to be the most stable K, which on such tissue is the
+        smallest: merged topics are stable too. The held-out perplexity is reported beside
+        it but does not decide: on the simulator family it moves by 0.1-1 % between K,
+        within the spread of the restarts, with its minimum anywhere up to past the true K.
+        ``None`` when no K has two finished restarts (stability needs ``seeds >= 2``).
         """
         return self._decision()[0]
 
-    def _decision(self) -> tuple[int | None, str, pd.Series]:
+    def _decision(self) -> tuple[int | None, str, pd.DataFrame]:
         """The recommended K, the branch of the rule that chose it (``"stable"``,
-        ``"largest drop"``, ``"never falls"`` or ``"unmeasured"``) and the mean stability
-        per K (ascending)."""
-        per_k = (self.frame.groupby("K")["stability"].mean().dropna()
-                 if not self.frame.empty else pd.Series(dtype=float))
+        ``"largest drop"``, ``"never falls"`` or ``"unmeasured"``) and the mean
+        ``stability`` and ``redundancy`` per K (ascending, measured Ks only)."""
+        columns = ["stability", "redundancy"]
+        if self.frame.empty or not set(columns) <= set(self.frame.columns):
+            return None, "unmeasured", pd.DataFrame(columns=columns)
+        per_k = self.frame.groupby("K")[columns].mean().dropna(subset=["stability"])
         if per_k.empty:
             return None, "unmeasured", per_k
-        stable = per_k[per_k >= self.stability_threshold]
-        if not stable.empty:
-            return int(stable.index.max()), "stable", per_k
-        k = _before_largest_drop(per_k)
+        chosen = per_k[self._stable(per_k) & self._distinct(per_k)]
+        if not chosen.empty:
+            return int(chosen.index.max()), "stable", per_k
+        k = _before_largest_drop(per_k["stability"])
         return k, "largest drop" if k != per_k.index[-1] else "never falls", per_k
+
+    def _stable(self, per_k: pd.DataFrame) -> pd.Series:
+        return per_k["stability"] >= self.stability_threshold
+
+    def _distinct(self, per_k: pd.DataFrame) -> pd.Series:
+        # a NaN redundancy (a single topic) does not veto
+        return ~(per_k["redundancy"] >= self.redundancy_limit)
 
     @property
     def rule(self) -> str:
         """The recommendation rule in one sentence (for reports and tables)."""
         return (
             f"largest K whose topics are stable across seeds (mean matched correlation "
-            f">= {self.stability_threshold:g}); else the K after which the stability "
+            f">= {self.stability_threshold:g}) and distinct (no two topics correlate "
+            f">= {self.redundancy_limit:g}); else the K after which the stability "
             "falls the most"
         )
 
@@ -136,22 +157,34 @@ class TopicSweep:
     def reason(self) -> str:
         """Why :attr:`recommended` was picked on this sweep, with the figures that decided.
 
-        Says when no K was stable, so a user can tell a firm choice from the fallback.
+        Says when no K was stable and distinct, so a user can tell a firm choice from the
+        fallback, and names a larger stable K that was passed over for a split topic.
         """
         k, branch, per_k = self._decision()
         threshold = self.stability_threshold
         if branch == "unmeasured":
             return "no K has two finished seeds, so the stability is not measured"
+        stability = per_k["stability"]
+        split = per_k[self._stable(per_k) & ~self._distinct(per_k)]
         if branch == "stable":
-            return (f"K = {k} is the largest K whose topics are stable across seeds "
-                    f"(stability {per_k[k]:.3f} >= {threshold:g})")
-        weak = (f"no K reached stability {threshold:g} (best {per_k.max():.3f} at "
-                f"K = {int(per_k.idxmax())}): a weak choice. ")
+            text = (f"K = {k} is the largest K whose topics are stable across seeds "
+                    f"(stability {stability[k]:.3f} >= {threshold:g}) and distinct")
+            split = split[split.index > k]
+            if not split.empty:
+                big = int(split.index.max())
+                text += (f"; K = {big} is stable too but two of its topics are near "
+                         f"duplicates (correlation {split.loc[big, 'redundancy']:.2f} >= "
+                         f"{self.redundancy_limit:g}): a topic split the same way each time")
+            return text
+        best = int(stability.idxmax())
+        weak = (f"no K reached stability {threshold:g} with distinct topics (best "
+                f"{stability.max():.3f} at K = {best}): a weak choice. ")
         if branch == "never falls":
             return weak + f"The stability never falls from one K to the next, so the largest, {k}"
-        after = per_k[per_k.index > k]
-        return weak + (f"K = {k} has stability {per_k[k]:.3f}; it falls to {after.iloc[0]:.3f} "
-                       f"at K = {int(after.index[0])}, the largest fall of the sweep")
+        after = stability[stability.index > k]
+        return weak + (f"K = {k} has stability {stability[k]:.3f}; it falls to "
+                       f"{after.iloc[0]:.3f} at K = {int(after.index[0])}, the largest fall "
+                       "of the sweep")
 
     def best_model(self, n_topics: int | None = None):
         """The fitted model of ``n_topics`` (default: :attr:`recommended`), not retrained.
@@ -211,7 +244,8 @@ def _frame(records: list[FitRecord]) -> pd.DataFrame:
         mean, low = stability([r.contrasts for r in group])
         for r, s, s_min in zip(group, mean, low, strict=True):
             rows.append({"K": k, "seed": r.seed, **r.metrics, "stability": s,
-                         "stability_min": s_min, "fit_seconds": r.seconds})
+                         "stability_min": s_min, "redundancy": topic_redundancy(r.contrasts),
+                         "fit_seconds": r.seconds})
     return pd.DataFrame(rows)
 
 
@@ -226,6 +260,7 @@ def sweep_topics(
     holdout: float = 0.2,
     holdout_seed: int = 0,
     stability_threshold: float = STABILITY_THRESHOLD,
+    redundancy_limit: float = REDUNDANCY_LIMIT,
     **kwargs: Any,
 ) -> TopicSweep:
     """Fit every K in ``n_topics`` with several seeds and recommend a number of topics.
@@ -256,6 +291,9 @@ def sweep_topics(
         Fraction of the cells held out, and the seed of that split.
     stability_threshold
         The stability a K needs to be recommended (see :attr:`TopicSweep.recommended`).
+    redundancy_limit
+        The correlation between two topics of a fit at which a K counts as holding a split
+        topic and is not recommended.
     **kwargs
         Setup and constructor arguments (``modalities``, ``likelihoods``,
         ``spatial_keys``, ``n_hidden``...) go to ``from_data``; training arguments
@@ -277,10 +315,12 @@ def sweep_topics(
     ks = check_topic_range(n_topics, len(names))
     seed_list = check_seeds(seeds)
     workers = check_n_jobs(n_jobs)
-    if isinstance(stability_threshold, bool) or not isinstance(
-        stability_threshold, int | float
-    ) or not math.isfinite(stability_threshold):
-        raise ValueError(f"stability_threshold must be a number, got {stability_threshold!r}.")
+    for option, value in (("stability_threshold", stability_threshold),
+                          ("redundancy_limit", redundancy_limit)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+            value
+        ):
+            raise ValueError(f"{option} must be a number, got {value!r}.")
     fit_cells, heldout_cells = holdout_split(names, holdout, holdout_seed)
     payload = FitPayload(
         subset_cells(source, fit_cells), subset_cells(source, heldout_cells), setup, train
@@ -293,5 +333,6 @@ def sweep_topics(
     )
     return TopicSweep(
         records, ks, seed_list, fit_cells, heldout_cells, stopped=stopped,
-        stability_threshold=stability_threshold, folder=folder,
+        stability_threshold=stability_threshold, redundancy_limit=redundancy_limit,
+        folder=folder,
     )

@@ -72,6 +72,26 @@ def stability(contrasts: list[np.ndarray]) -> tuple[list[float], list[float]]:
     return mean, low
 
 
+def topic_redundancy(contrasts: np.ndarray, n_top: int = STABILITY_TOP) -> float:
+    """The largest correlation between two topics of one fit: how near a duplicate its
+    closest pair is.
+
+    Over the union of each topic's ``n_top`` highest :func:`topic_contrasts`. Distinct
+    topics correlate negatively there (each one's top features are the others' baseline);
+    a real topic split in two gives a pair that shares its features, correlated well above
+    0. NaN for fewer than two topics.
+    """
+    contrasts = np.asarray(contrasts, dtype=np.float64)
+    if contrasts.shape[1] < 2:
+        return math.nan
+    top = min(n_top, contrasts.shape[0])
+    rows = np.unique(np.argsort(-contrasts, axis=0)[:top].ravel())
+    with np.errstate(invalid="ignore", divide="ignore"):  # a flat topic correlates NaN
+        corr = np.corrcoef(contrasts[rows].T)
+    np.fill_diagonal(corr, np.nan)
+    return float(np.nanmax(corr)) if np.isfinite(corr).any() else math.nan
+
+
 def topic_diversity(model, n_top: int = DIVERSITY_TOP) -> float:
     """Fraction of distinct features among every topic's top features, averaged over modalities.
 

@@ -56,7 +56,11 @@ def plot_sweep(sweep: TopicSweep) -> Figure:
                       ha="center", va="center", transform=stab.transAxes)
         _curve(div, frame, "diversity", label="diversity (unique top features)")
         _curve(div, frame, "topics_used", label="topics used (θ > 0.5 somewhere)")
-        div.set_ylabel("fraction")
+        if "redundancy" in frame and np.isfinite(frame["redundancy"]).any():
+            _curve(div, frame, "redundancy", label="redundancy (closest pair of topics)",
+                   linestyle="--")
+            div.axhline(sweep.redundancy_limit, color="grey", linewidth=0.8, linestyle=":")
+        div.set_ylabel("fraction / correlation")
         div.legend(fontsize="small")
         if np.isfinite(frame["morans_i"]).any():
             _curve(moran, frame, "morans_i")
