@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from napari_topomics.metrics import match_topics, topic_correlation_matrix
+from napari_topomics.models import TopicSweep
+from napari_topomics.models._sweep_metrics import topic_redundancy
 
 THRESHOLD = 0.95
 
@@ -37,6 +39,8 @@ def load(path: Path) -> dict:
         if key.startswith("theta_"):
             _, k, s = key.split("_")
             fits[(int(k), int(s))] = {"theta": data[key], "contrasts": data[f"contrasts_{k}_{s}"]}
+    frame["redundancy"] = [topic_redundancy(fits[(int(k), int(s))]["contrasts"])
+                           for k, s in zip(frame["K"], frame["seed"], strict=True)]
     per_k = frame.drop(columns="seed").groupby("K").mean()
     per_k["theta_stability"] = pd.Series(
         {k: theta_stability([f["theta"] for (kk, _), f in sorted(fits.items()) if kk == k])
@@ -50,7 +54,16 @@ def load(path: Path) -> dict:
     per_k["redundancy_top"] = pd.Series(
         {k: np.mean([redundancy(f["contrasts"], 25) for (kk, _), f in fits.items() if kk == k])
          for k in per_k.index})
-    return {"name": name, "seed": int(seed), "true_k": int(data["true_k"]), "per_k": per_k}
+    return {"name": name, "seed": int(seed), "true_k": int(data["true_k"]), "per_k": per_k,
+            "frame": frame}
+
+
+def library_choice(case: dict) -> int | None:
+    """What ``TopicSweep.recommended`` (this checkout's rule) picks on a stored sweep."""
+    ks = sorted(case["frame"]["K"].unique().tolist())
+    sweep = TopicSweep([], ks, [0, 1], pd.Index([]), pd.Index([]))
+    sweep.frame = case["frame"]
+    return sweep.recommended
 
 
 def theta_stability(thetas: list[np.ndarray]) -> float:
@@ -162,10 +175,13 @@ def main() -> None:
     real = [c for c in cases if c["true_k"] == 0]  # real sets: no truth, show the picks
     cases = [c for c in cases if c["true_k"] > 0]
     for c in real:
-        print(f"{c['name']}: " + ", ".join(f"{r.__name__} -> {r(c['per_k'])}" for r in rules()))
+        print(f"{c['name']}: this checkout -> {library_choice(c)}; " +
+              ", ".join(f"{r.__name__} -> {r(c['per_k'])}" for r in rules()))
     print(f"{len(cases)} cases")
-    for rule in rules():
-        picks = np.array([rule(c["per_k"]) for c in cases])
+    library_choice.__name__ = "TopicSweep.recommended (this checkout)"
+    for rule in [library_choice, *rules()]:
+        picks = np.array([rule(c) if rule is library_choice else rule(c["per_k"])
+                          for c in cases])
         truth = np.array([c["true_k"] for c in cases])
         misses = [f"{c['name']} s{c['seed']}->{p}" for c, p in zip(cases, picks, strict=True)
                   if p != c["true_k"]]

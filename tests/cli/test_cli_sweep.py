@@ -25,8 +25,10 @@ def test_sweep_prints_a_table_and_writes_csv_and_figure(demo_store, tmp_path, ca
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "held-out perplexity" in printed and "stability" in printed
+    assert "redundancy" in printed  # the split-topic signal beside the stability
     assert printed.count("<- recommended") == 1
     frame = pd.read_csv(out / "sweep.csv")
+    assert frame["redundancy"].between(-1, 1).all()
     assert sorted(zip(frame["K"], frame["seed"], strict=True)) == [(3, 0), (3, 1), (4, 0),
                                                                    (4, 1)]
     summary = pd.read_csv(out / "sweep_summary.csv", index_col="K")
