@@ -125,9 +125,11 @@ class TopicSweep:
         ``"largest drop"``, ``"never falls"`` or ``"unmeasured"``) and the mean
         ``stability`` and ``redundancy`` per K (ascending, measured Ks only)."""
         columns = ["stability", "redundancy"]
-        if self.frame.empty or not set(columns) <= set(self.frame.columns):
+        if self.frame.empty or "stability" not in self.frame:
             return None, "unmeasured", pd.DataFrame(columns=columns)
-        per_k = self.frame.groupby("K")[columns].mean().dropna(subset=["stability"])
+        frame = self.frame if "redundancy" in self.frame else self.frame.assign(
+            redundancy=np.nan)  # no redundancy measured: no veto
+        per_k = frame.groupby("K")[columns].mean().dropna(subset=["stability"])
         if per_k.empty:
             return None, "unmeasured", per_k
         chosen = per_k[self._stable(per_k) & self._distinct(per_k)]
