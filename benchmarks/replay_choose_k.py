@@ -24,6 +24,7 @@ import pandas as pd
 
 from napari_topomics.metrics import match_topics, topic_correlation_matrix
 from napari_topomics.models import TopicSweep
+from napari_topomics.models._sweep import _before_largest_drop as largest_drop
 from napari_topomics.models._sweep_metrics import topic_redundancy
 
 THRESHOLD = 0.95
@@ -48,11 +49,10 @@ def load(path: Path) -> dict:
     per_k["min_mass"] = pd.Series(
         {k: np.mean([f["theta"].mean(0).min() * k for (kk, _), f in fits.items() if kk == k])
          for k in per_k.index})
-    per_k["redundancy"] = pd.Series(
-        {k: np.mean([redundancy(f["contrasts"]) for (kk, _), f in fits.items() if kk == k])
-         for k in per_k.index})
-    per_k["redundancy_top"] = pd.Series(
-        {k: np.mean([redundancy(f["contrasts"], 25) for (kk, _), f in fits.items() if kk == k])
+    per_k["redundancy_top"] = per_k["redundancy"]
+    per_k["redundancy"] = pd.Series(  # over every feature, not only the top contrasts
+        {k: np.mean([topic_redundancy(f["contrasts"], n_top=len(f["contrasts"]))
+                     for (kk, _), f in fits.items() if kk == k])
          for k in per_k.index})
     return {"name": name, "seed": int(seed), "true_k": int(data["true_k"]), "per_k": per_k,
             "frame": frame}
@@ -74,23 +74,6 @@ def theta_stability(thetas: list[np.ndarray]) -> float:
         matching = match_topics(b, a)
         values.append(corr[np.arange(len(matching)), matching].mean())
     return float(np.mean(values)) if values else float("nan")
-
-
-def redundancy(contrasts: np.ndarray, n_top: int | None = None) -> float:
-    """The largest correlation between two topics of one fit (near-duplicate topics), over
-    every feature or over the union of each topic's ``n_top`` highest contrasts."""
-    if n_top is not None:
-        contrasts = contrasts[np.unique(np.argsort(-contrasts, axis=0)[:n_top].ravel())]
-    corr = np.corrcoef(contrasts.T)
-    np.fill_diagonal(corr, -1.0)
-    return float(corr.max())
-
-
-def largest_drop(values: pd.Series) -> int:
-    drops = values.to_numpy()[:-1] - values.to_numpy()[1:]
-    if drops.size == 0 or drops.max() <= 0:
-        return int(values.index[-1])
-    return int(values.index[int(np.argmax(drops))])
 
 
 def rule_current(t: pd.DataFrame) -> int:

@@ -34,6 +34,12 @@ def topic_contrasts(model) -> np.ndarray:
     return np.vstack(blocks)
 
 
+def _top_rows(contrasts: np.ndarray, n_top: int) -> np.ndarray:
+    """Sorted features among the ``n_top`` highest contrasts of some topic."""
+    top = min(n_top, contrasts.shape[0])
+    return np.unique(np.argsort(-contrasts, axis=0)[:top].ravel())
+
+
 def matched_correlations(a: np.ndarray, b: np.ndarray, n_top: int = STABILITY_TOP) -> np.ndarray:
     """Correlations of the topics of ``b`` with their best one-to-one match in ``a``.
 
@@ -42,8 +48,7 @@ def matched_correlations(a: np.ndarray, b: np.ndarray, n_top: int = STABILITY_TO
     """
     from ..metrics import match_topics, topic_correlation_matrix
 
-    top = min(n_top, a.shape[0])
-    rows = np.union1d(np.argsort(-a, axis=0)[:top].ravel(), np.argsort(-b, axis=0)[:top].ravel())
+    rows = np.union1d(_top_rows(a, n_top), _top_rows(b, n_top))
     a, b = a[rows], b[rows]
     corr = topic_correlation_matrix(a, b)
     matching = match_topics(a, b)
@@ -79,17 +84,17 @@ def topic_redundancy(contrasts: np.ndarray, n_top: int = STABILITY_TOP) -> float
     Over the union of each topic's ``n_top`` highest :func:`topic_contrasts`. Distinct
     topics correlate negatively there (each one's top features are the others' baseline);
     a real topic split in two gives a pair that shares its features, correlated well above
-    0. NaN for fewer than two topics.
+    0. A flat topic correlates 0. NaN for fewer than two topics.
     """
+    from ..metrics import topic_correlation_matrix
+
     contrasts = np.asarray(contrasts, dtype=np.float64)
     if contrasts.shape[1] < 2:
         return math.nan
-    top = min(n_top, contrasts.shape[0])
-    rows = np.unique(np.argsort(-contrasts, axis=0)[:top].ravel())
-    with np.errstate(invalid="ignore", divide="ignore"):  # a flat topic correlates NaN
-        corr = np.corrcoef(contrasts[rows].T)
-    np.fill_diagonal(corr, np.nan)
-    return float(np.nanmax(corr)) if np.isfinite(corr).any() else math.nan
+    top = contrasts[_top_rows(contrasts, n_top)]
+    corr = topic_correlation_matrix(top, top)  # a flat topic correlates 0 with every other
+    np.fill_diagonal(corr, -np.inf)
+    return float(corr.max())
 
 
 def topic_diversity(model, n_top: int = DIVERSITY_TOP) -> float:
