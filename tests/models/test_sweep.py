@@ -72,7 +72,7 @@ def test_frame_has_one_row_per_k_and_seed(swept, tissue):
     assert frame["stability_min"].le(frame["stability"] + 1e-12).all()
     assert frame[["diversity", "topics_used"]].stack().between(0, 1).all()
     # the planted topics are distinct: no two of a fit correlate up to the true K
-    assert frame.loc[frame["K"] <= TRUE_K, "redundancy"].lt(sweep.redundancy_limit).all()
+    assert frame.loc[frame["K"] <= TRUE_K, "redundancy"].lt(0.5).all()
     assert frame["redundancy"].between(-1, 1).all()
     # the simulated tissue has coordinates, and its topics fill domains
     assert frame["morans_i"].gt(0.2).all()
@@ -232,11 +232,12 @@ def test_holdout_split_is_seeded_and_dicts_keep_their_own_cells(tissue):
 
 
 def _sweep_with_stability(per_k: dict[int, float], threshold: float = 0.95,
-                          redundancy: dict[int, float] | None = None):
+                          redundancy: dict[int, float] | None = None,
+                          limit: float | None = None):
     """A TopicSweep whose frame holds two restarts of each K with the given stability
-    (and redundancy, distinct topics by default)."""
+    (and redundancy, distinct topics by default; ``limit``: the redundancy veto)."""
     sweep = TopicSweep([], list(per_k), [0, 1], pd.Index([]), pd.Index([]),
-                       stability_threshold=threshold)
+                       stability_threshold=threshold, redundancy_limit=limit)
     redundancy = redundancy or {}
     sweep.frame = pd.DataFrame([{"K": k, "seed": s, "stability": v, "perplexity": 1.0,
                                  "redundancy": redundancy.get(k, -0.2)}
@@ -258,8 +259,7 @@ def test_without_a_stable_k_the_recommendation_is_the_k_before_the_largest_drop(
     assert sweep.recommended == 6
     assert "falls the most" in sweep.rule
     # the reason says the choice is the fallback, and the figures behind it
-    assert sweep.reason.startswith(
-        "no K reached stability 0.95 with distinct topics (best 0.920 at K = 4)")
+    assert sweep.reason.startswith("no K reached stability 0.95 (best 0.920 at K = 4)")
     assert "weak" in sweep.reason and "falls to 0.700 at K = 7" in sweep.reason
     # never falling: the largest K, and the reason says so (not "the largest fall")
     rising = _sweep_with_stability({4: 0.80, 6: 0.85, 8: 0.90})
@@ -276,8 +276,14 @@ def test_without_two_seeds_there_is_no_recommendation_and_the_reason_says_why():
 
 def test_a_stable_k_with_a_split_topic_is_passed_over_and_the_reason_names_it():
     # K = 7 splits one topic the same way on both seeds: stable, but two topics duplicate
-    sweep = _sweep_with_stability({5: 0.98, 6: 0.98, 7: 0.97, 8: 0.90},
-                                  redundancy={5: -0.15, 6: -0.10, 7: 0.85, 8: 0.80})
+    redundancy = {5: -0.15, 6: -0.10, 7: 0.85, 8: 0.80}
+    stabilities = {5: 0.98, 6: 0.98, 7: 0.97, 8: 0.90}
+    # by default the redundancy is shown but does not decide
+    default = _sweep_with_stability(stabilities, redundancy=redundancy)
+    assert default.redundancy_limit is None
+    assert default.recommended == 7 and "distinct" not in default.rule
+    assert "near duplicates" not in default.reason
+    sweep = _sweep_with_stability(stabilities, redundancy=redundancy, limit=0.5)
     assert sweep.recommended == 6
     assert sweep.reason.startswith("K = 6 is the largest K whose topics are stable")
     assert "K = 7 is stable too" in sweep.reason and "0.85 >= 0.5" in sweep.reason
@@ -287,8 +293,9 @@ def test_a_stable_k_with_a_split_topic_is_passed_over_and_the_reason_names_it():
     assert sweep.recommended == 7 and "stable too" not in sweep.reason
     # when every stable K is redundant the fallback decides, and says it is weak
     split = _sweep_with_stability({4: 0.97, 5: 0.96, 6: 0.80},
-                                  redundancy={4: 0.7, 5: 0.8, 6: 0.9})
+                                  redundancy={4: 0.7, 5: 0.8, 6: 0.9}, limit=0.5)
     assert split.recommended == 5 and "weak" in split.reason
+    assert "with distinct topics" in split.reason
 
 
 def test_redundancy_is_high_for_a_split_topic_and_low_for_distinct_ones():

@@ -59,7 +59,8 @@ def plot_sweep(sweep: TopicSweep) -> Figure:
         if "redundancy" in frame and np.isfinite(frame["redundancy"]).any():
             _curve(div, frame, "redundancy", label="redundancy (closest pair of topics)",
                    linestyle="--")
-            div.axhline(sweep.redundancy_limit, color="grey", linewidth=0.8, linestyle=":")
+            if sweep.redundancy_limit is not None:
+                div.axhline(sweep.redundancy_limit, color="grey", linewidth=0.8, linestyle=":")
         div.set_ylabel("fraction / correlation")
         div.legend(fontsize="small")
         if np.isfinite(frame["morans_i"]).any():
