@@ -40,8 +40,9 @@ def load(path: Path) -> dict:
         if key.startswith("theta_"):
             _, k, s = key.split("_")
             fits[(int(k), int(s))] = {"theta": data[key], "contrasts": data[f"contrasts_{k}_{s}"]}
-    frame["redundancy"] = [topic_redundancy(fits[(int(k), int(s))]["contrasts"])
-                           for k, s in zip(frame["K"], frame["seed"], strict=True)]
+    if "redundancy" not in frame:  # dumps made before the sweep measured it
+        frame["redundancy"] = [topic_redundancy(fits[(int(k), int(s))]["contrasts"])
+                               for k, s in zip(frame["K"], frame["seed"], strict=True)]
     per_k = frame.drop(columns="seed").groupby("K").mean()
     per_k["theta_stability"] = pd.Series(
         {k: theta_stability([f["theta"] for (kk, _), f in sorted(fits.items()) if kk == k])

@@ -173,14 +173,15 @@ class TopicSweep:
         """
         k, branch, per_k = self._decision()
         threshold = self.stability_threshold
-        distinct = "" if self.redundancy_limit is None else " and distinct"
+        vetoed = self.redundancy_limit is not None
         if branch == "unmeasured":
             return "no K has two finished seeds, so the stability is not measured"
         stability = per_k["stability"]
         split = per_k[self._stable(per_k) & ~self._distinct(per_k)]
         if branch == "stable":
             text = (f"K = {k} is the largest K whose topics are stable across seeds "
-                    f"(stability {stability[k]:.3f} >= {threshold:g}){distinct}")
+                    f"(stability {stability[k]:.3f} >= {threshold:g})"
+                    f"{' and distinct' if vetoed else ''}")
             split = split[split.index > k]
             if not split.empty:
                 big = int(split.index.max())
@@ -190,7 +191,7 @@ class TopicSweep:
             return text
         best = int(stability.idxmax())
         weak = (f"no K reached stability {threshold:g}"
-                f"{'' if self.redundancy_limit is None else ' with distinct topics'} (best "
+                f"{' with distinct topics' if vetoed else ''} (best "
                 f"{stability.max():.3f} at K = {best}): a weak choice. ")
         if branch == "never falls":
             return weak + f"The stability never falls from one K to the next, so the largest, {k}"
